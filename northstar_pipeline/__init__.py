@@ -1,0 +1,1 @@
+"""northstar-pipeline: the North Star metric tree as code."""
