@@ -1,0 +1,13 @@
+{#- The North Star: orders that reached the customer on time, the value we promise. -#}
+{{ config(
+    kind='north_star',
+    label='On-time orders',
+    owner='Leadership',
+    formula='ordering_customers * orders_per_customer * on_time_rate',
+    description='Orders placed in the period and delivered by the promised time.',
+) }}
+select
+    {{ period('placed_at') }} as period_start,
+    count(*) filter (where is_on_time) as value
+from {{ ref('orders_enriched') }}
+group by 1

@@ -1,0 +1,10 @@
+{{ config(kind='input', parent='orders_per_customer', edge='hypothesis', dimension='frequency',
+          owner='Engagement', label='Push click-through rate', unit='ratio') }}
+select
+    {{ period('occurred_at') }} as period_start,
+    count(*) filter (where event_type = 'push_click')
+        / nullif(count(*) filter (where event_type = 'push_sent'), 0) as value,
+    count(*) filter (where event_type = 'push_click') as numerator,
+    count(*) filter (where event_type = 'push_sent') as denominator
+from {{ ref('stg_pushes') }}
+group by 1

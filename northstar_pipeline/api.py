@@ -1,0 +1,156 @@
+"""The library API: each function chains the steps; the CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import filelock
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import compiling
+from .errors import ExecutionError, LockedError, NorthstarError, PublishError
+from .execute import connect, execute_plan
+from .load import load_project
+from .plan import Plan, Selector, plan_layers
+from .publish import build_scorecard_table, manifest_payload, run_results_payload, write_json, write_scorecard
+from .render import render_project
+from .types import CompiledNode, Manifest, NodeKind, NodeResult, Project, RunResult
+
+Reporter = Callable[[str, dict], None]
+
+DEFAULT_DIALECT = "duckdb"
+
+
+def load(
+    project_dir: Path | str = ".",
+    *,
+    profiles_dir: Path | str | None = None,
+    target: str | None = None,
+    vars: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Project:
+    return load_project(project_dir, profiles_dir=profiles_dir, target=target, cli_vars=vars, environ=environ)
+
+
+def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ: Mapping[str, str] | None = None) -> Manifest:
+    """Render and compile every node; write compiled SQL and manifest.json under target/."""
+    manifest = compiling.compile_project(project, render_project(project, environ))
+    _write_compiled(manifest, DEFAULT_DIALECT)
+    if dialect != DEFAULT_DIALECT:
+        _write_compiled(manifest, dialect)
+    write_json(project.target_dir / "manifest.json", manifest_payload(manifest))
+    return manifest
+
+
+def build(
+    project: Project,
+    *,
+    select: tuple[Selector, ...] = (),
+    exclude: tuple[Selector, ...] = (),
+    report: Reporter | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RunResult:
+    """Compile, execute the selected nodes in one transaction, then publish the scorecard."""
+    report = report or (lambda event, payload: None)
+    project.target_dir.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(project.target_dir / ".northstar.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise LockedError("another build of this project is running", path=project.target_dir / ".northstar.lock",
+                          hint="wait for it to finish; a build holds this lock while it runs") from None
+    try:
+        return _build_locked(project, select, exclude, report, environ)
+    finally:
+        lock.release()
+
+
+def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple[Selector, ...], report: Reporter,
+                  environ: Mapping[str, str] | None) -> RunResult:
+    started = time.perf_counter()
+    run_id = uuid.uuid4().hex[:12]
+    built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+    report("build_start", {"run_id": run_id, "project": project.name, "target": project.target.name})
+    manifest = compile_project(project, environ=environ)
+    plan = plan_layers(manifest, select, exclude)
+    report("plan", {"nodes": len(plan.nodes), "layers": len(plan.layers)})
+    results: tuple[NodeResult, ...] = ()
+    con = connect(project.target)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        results = execute_plan(con, manifest, plan, report)
+        rows = build_scorecard_table(con, manifest, run_id, built_at)
+        con.execute("COMMIT")
+        if rows:
+            write_scorecard(con, project.scorecard_path)
+    except NorthstarError as error:
+        _rollback(con)
+        _write_failed_run(project, run_id, built_at, started, plan, results, error)
+        raise
+    except duckdb.Error as exc:
+        _rollback(con)
+        raise ExecutionError(f"DuckDB failed: {str(exc).strip().splitlines()[0]}") from None
+    finally:
+        con.close()
+    result = RunResult(run_id, built_at, results, project.scorecard_path if rows else None, rows,
+                       time.perf_counter() - started)
+    write_json(project.target_dir / "run_results.json", run_results_payload(result))
+    report("build_done", {"run_id": run_id, "nodes": len(results), "scorecard_rows": rows,
+                          "scorecard": str(project.scorecard_path), "seconds": round(result.seconds, 3)})
+    return result
+
+
+def read_scorecard(project: Project) -> pa.Table:
+    path = project.scorecard_path
+    if not path.is_file():
+        raise PublishError(f"no scorecard at {path}", hint="run 'northstar build' first")
+    return pq.read_table(path)
+
+
+def list_nodes(manifest: Manifest, plan: Plan | None = None) -> tuple[CompiledNode, ...]:
+    return plan.nodes if plan else manifest.nodes
+
+
+def _write_compiled(manifest: Manifest, dialect: str) -> None:
+    root = manifest.project.target_dir / "compiled" / dialect
+    for node in manifest.nodes:
+        if node.kind is NodeKind.SEED:
+            continue
+        sql = node.sql if dialect == DEFAULT_DIALECT else compiling.transpile(node.sql, dialect)
+        out = root / node.relpath
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(sql + "\n")
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # no transaction open: nothing to undo
+
+
+def _write_failed_run(project: Project, run_id: str, built_at: str, started: float, plan: Plan,
+                      done: tuple[NodeResult, ...], error: NorthstarError) -> None:
+    finished = {r.name for r in done}
+    failed = [
+        NodeResult(n.name, n.relation, "error" if not failed_marked else "skipped", 0.0, None,
+                   str(error) if not failed_marked else "")
+        for failed_marked, n in _mark_first(n for n in plan.nodes if n.name not in finished)
+    ]
+    result = RunResult(run_id, built_at, (*done, *failed), None, 0, time.perf_counter() - started)
+    try:
+        write_json(project.target_dir / "run_results.json", run_results_payload(result))
+    except PublishError:
+        pass  # the original error matters more than its record
+
+
+def _mark_first(nodes: Any) -> Any:
+    for index, node in enumerate(nodes):
+        yield index > 0, node

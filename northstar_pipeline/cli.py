@@ -1,0 +1,145 @@
+"""The northstar command: parses options, calls one api function, prints the result."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import api
+from .errors import EXIT_DATA, EXIT_USAGE, NorthstarError
+from .load import parse_cli_vars
+from .plan import parse_selectors, plan_layers
+from .progress import Reporter
+
+
+def _project_options(func: Callable) -> Callable:
+    @click.option("--project-dir", default=".", type=click.Path(file_okay=False), help="Project root (default: .).")
+    @click.option("--profiles-dir", default=None, type=click.Path(file_okay=False),
+                  help="Directory holding profiles.yml (default: the project dir).")
+    @click.option("--target", "-t", default=None, help="Target in profiles.yml outputs (default: its 'target').")
+    @click.option("--vars", "vars_text", default=None, help="YAML mapping overriding vars, e.g. '{events_path: x}'.")
+    @functools.wraps(func)
+    def wrapper(project_dir: str, profiles_dir: str | None, target: str | None, vars_text: str | None, **kwargs: Any) -> Any:
+        project = api.load(project_dir, profiles_dir=profiles_dir, target=target, vars=parse_cli_vars(vars_text))
+        return func(project, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """northstar: the North Star metric tree as code, built in DuckDB, published as a Parquet scorecard."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@_project_options
+@click.option("--dialect", default="duckdb", show_default=True, help="Also write the SQL in this sqlglot dialect.")
+def compile(project: Any, dialect: str) -> None:
+    """Render and compile every model and metric; write target/compiled/<dialect>/."""
+    manifest = api.compile_project(project, dialect=dialect)
+    click.echo(f"compiled {len(manifest.nodes)} nodes to {project.target_dir / 'compiled' / dialect}")
+
+
+@cli.command()
+@_project_options
+@click.option("--select", "-s", multiple=True, help="Selectors: name, +name, name+, tag:x, kind:metric.")
+@click.option("--exclude", multiple=True, help="Selectors to leave out.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per line, for schedulers.")
+def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str) -> None:
+    """Build the selected nodes into DuckDB and publish the scorecard."""
+    result = api.build(project, select=parse_selectors(select), exclude=parse_selectors(exclude),
+                       report=Reporter(log_format))
+    if log_format == "text" and result.scorecard_path:
+        _print_scorecard(project, grain=project.grains[0].value, fmt="table", period=None)
+
+
+@cli.command("ls")
+@_project_options
+@click.option("--select", "-s", multiple=True, help="Selectors: name, +name, name+, tag:x, kind:metric.")
+@click.option("--output", type=click.Choice(["name", "path", "json"]), default="name", show_default=True)
+def ls(project: Any, select: tuple[str, ...], output: str) -> None:
+    """List nodes in build order."""
+    manifest = api.compile_project(project)
+    for node in plan_layers(manifest, parse_selectors(select)).nodes:
+        if output == "json":
+            click.echo(json.dumps({"name": node.name, "kind": node.kind.value, "relation": node.relation,
+                                   "path": node.relpath.as_posix(), "depends_on": list(node.depends_on)}))
+        else:
+            click.echo(node.relpath.as_posix() if output == "path" else f"{node.kind.value:<7} {node.relation}")
+
+
+@cli.command()
+@_project_options
+@click.option("--grain", default=None, help="Grain to show (default: the project's first).")
+@click.option("--period", default=None, help="Period start (YYYY-MM-DD) to show (default: the latest).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
+              show_default=True)
+def scorecard(project: Any, grain: str | None, period: str | None, fmt: str) -> None:
+    """Show the published scorecard."""
+    _print_scorecard(project, grain=grain or project.grains[0].value, fmt=fmt, period=period)
+
+
+@cli.command("demo-data")
+@click.option("--events", default=2_000_000, show_default=True, type=click.IntRange(min=1000))
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--out", "out_dir", default="data/warehouse", show_default=True, type=click.Path(file_okay=False))
+def demo_data(events: int, seed: int, out_dir: str) -> None:
+    """Generate the demo grocery-delivery event warehouse (Parquet, hive-partitioned by landed_date)."""
+    from .demo_data import generate_demo_data
+
+    summary = generate_demo_data(Path(out_dir), events=events, seed=seed)
+    click.echo(f"wrote {summary.events:,} events of {summary.users:,} users "
+               f"({summary.first_day} .. {summary.last_day}) to {summary.events_dir}")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--events", default=20_000, show_default=True, type=click.IntRange(min=1000),
+              help="Size of the sample warehouse generated into DIR/data.")
+def init(directory: str, events: int) -> None:
+    """Scaffold a working starter project in DIRECTORY, with sample data."""
+    from .scaffold import init_project
+
+    root = init_project(Path(directory), events=events)
+    click.echo(f"created {root}\nnext: cd {directory} && northstar build")
+
+
+def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None) -> None:
+    from .report import render_scorecard
+
+    click.echo(render_scorecard(api.read_scorecard(project), grain=grain, fmt=fmt, period=period))
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    try:
+        cli.main(standalone_mode=False)
+    except NorthstarError as error:
+        if debug:
+            traceback.print_exc()
+        click.echo(click.style("error: ", fg="red", bold=True) + str(error), err=True)
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(EXIT_USAGE if isinstance(error, click.UsageError) else error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted: the build was rolled back; the last good scorecard is intact", err=True)
+        sys.exit(130)
+    except OSError as error:
+        if debug:
+            traceback.print_exc()
+        click.echo(click.style("error: ", fg="red", bold=True) + str(error), err=True)
+        sys.exit(EXIT_DATA)

@@ -1,0 +1,97 @@
+"""One error family. Every user-facing failure is a NorthstarError with a location.
+
+The CLI catches only NorthstarError and prints ``path:line:col: message`` plus a
+``hint:`` line; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Exit codes, documented in README.md ("Exit codes").
+EXIT_OK = 0
+EXIT_PROJECT = 1  # the project is wrong: templates, SQL, config, profiles, tree
+EXIT_USAGE = 2  # the command line is wrong (click uses 2 as well)
+EXIT_DATA = 3  # the data or the engine failed: missing source data, runtime SQL error, publish
+EXIT_LOCKED = 4  # another build holds the project's lock
+
+
+class NorthstarError(Exception):
+    """A user error with a location in a file the user wrote."""
+
+    exit_code = EXIT_PROJECT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        self.col = col
+        self.hint = hint
+
+    @property
+    def location(self) -> str:
+        if self.path is None:
+            return ""
+        parts = [self.path.as_posix()]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.col is not None:
+                parts.append(str(self.col))
+        return ":".join(parts)
+
+    def __str__(self) -> str:
+        head = f"{self.location}: {self.message}" if self.location else self.message
+        return f"{head}\n  hint: {self.hint}" if self.hint else head
+
+
+class ProjectError(NorthstarError):
+    """profiles.yml, sources.yml, file layout, duplicate names, vars, env vars."""
+
+
+class RenderError(NorthstarError):
+    """Jinja could not render a template."""
+
+
+class CompileError(NorthstarError):
+    """sqlglot could not parse, resolve or validate a rendered query."""
+
+
+class PlanError(NorthstarError):
+    """The DAG is wrong: cycles, selectors that match nothing."""
+
+
+class ExecutionError(NorthstarError):
+    """DuckDB failed while building, or the data broke a runtime contract."""
+
+    exit_code = EXIT_DATA
+
+
+class SourceDataError(ExecutionError):
+    """A declared source has no data where it says it lives."""
+
+
+class PublishError(NorthstarError):
+    """The scorecard or run artifacts could not be written."""
+
+    exit_code = EXIT_DATA
+
+
+class LockedError(NorthstarError):
+    """Another build of the same project is running."""
+
+    exit_code = EXIT_LOCKED
+
+
+class UsageError(NorthstarError):
+    """A command-line value is wrong (bad --vars, bad --select)."""
+
+    exit_code = EXIT_USAGE

@@ -1,0 +1,240 @@
+"""Immutable values passed between the steps of a build."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlglot import exp
+
+
+class Grain(StrEnum):
+    DAY = "day"
+    WEEK = "week"  # ISO week, starting Monday
+    MONTH = "month"
+    QUARTER = "quarter"
+
+
+class NodeKind(StrEnum):
+    SEED = "seed"
+    MODEL = "model"
+    METRIC = "metric"
+
+
+class MetricKind(StrEnum):
+    NORTH_STAR = "north_star"
+    INPUT = "input"
+    COUNTER = "counter"
+
+
+class Edge(StrEnum):
+    FORMULA = "formula"  # solid line: proven arithmetic
+    HYPOTHESIS = "hypothesis"  # dotted line: to be validated on data
+    GUARDRAIL = "guardrail"  # a counter-metric's link to what it guards
+
+
+class Dimension(StrEnum):
+    BREADTH = "breadth"
+    DEPTH = "depth"
+    FREQUENCY = "frequency"
+    EFFICIENCY = "efficiency"
+
+
+class Direction(StrEnum):
+    HIGHER_IS_BETTER = "higher_is_better"
+    LOWER_IS_BETTER = "lower_is_better"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One output of profiles.yml: where and how DuckDB runs."""
+
+    name: str
+    database: Path
+    threads: int | None = None
+    memory_limit: str | None = None
+    temp_directory: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A raw table declared in models/sources.yml, read from Parquet."""
+
+    source_name: str
+    table_name: str
+    location: str  # absolute glob
+    hive_partitioning: bool
+    path: Path  # the yml that declares it
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Seed:
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateFile:
+    """A models/*.sql or metrics/*.sql file as written by the user."""
+
+    name: str
+    kind: NodeKind
+    path: Path  # absolute
+    relpath: Path  # relative to the project root, used in messages
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    root: Path
+    name: str
+    profiles_path: Path
+    target: Target
+    grains: tuple[Grain, ...]
+    vars: tuple[tuple[str, Any], ...]
+    sources: tuple[Source, ...]
+    seeds: tuple[Seed, ...]
+    models: tuple[TemplateFile, ...]
+    metrics: tuple[TemplateFile, ...]
+    macros: tuple[TemplateFile, ...]
+    target_dir: Path
+    scorecard_path: Path
+
+    @property
+    def var_map(self) -> dict[str, Any]:
+        return dict(self.vars)
+
+    def relative(self, path: Path) -> Path:
+        try:
+            return path.resolve().relative_to(self.root)
+        except ValueError:
+            return path
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    schema: str = "staging"
+    tags: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A counter-metric's guardrail: relative moves vs the previous period and/or bounds."""
+
+    warn_change_pct: float | None = None
+    breach_change_pct: float | None = None
+    floor: float | None = None
+    ceiling: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricConfig:
+    kind: MetricKind
+    label: str
+    parent: str | None = None
+    edge: Edge | None = None
+    owner: str | None = None
+    dimension: Dimension | None = None
+    direction: Direction = Direction.HIGHER_IS_BETTER
+    guard: str | None = None
+    threshold: Threshold | None = None
+    formula: str | None = None
+    target: float | None = None
+    unit: str = ""
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    lint_ignore: tuple[tuple[str, str], ...] = ()  # (rule id, reason)
+    line: int = 1  # line of config() in the template
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedQuery:
+    """One rendering of a template, with a map from rendered lines to template lines."""
+
+    grain: Grain | None
+    sql: str
+    line_map: tuple[int, ...]  # line_map[i] = template line of rendered line i + 1
+
+    def template_line(self, rendered_line: int) -> int:
+        if not self.line_map:
+            return rendered_line
+        index = min(max(rendered_line, 1), len(self.line_map)) - 1
+        return self.line_map[index]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedNode:
+    name: str
+    kind: NodeKind
+    path: Path
+    relpath: Path
+    queries: tuple[RenderedQuery, ...]  # one per grain for metrics, one for models
+    refs: tuple[tuple[str, int], ...]  # (name, template line)
+    sources: tuple[tuple[str, str, int], ...]  # (source, table, template line)
+    config: ModelConfig | MetricConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledNode:
+    name: str
+    kind: NodeKind
+    path: Path
+    relpath: Path
+    schema: str
+    depends_on: tuple[str, ...]
+    sql: str  # DuckDB SELECT exactly as executed
+    columns: tuple[Column, ...]
+    config: ModelConfig | MetricConfig | None
+    definition_hash: str
+    grain_sql: tuple[tuple[Grain, str], ...] = ()  # per-grain SELECTs of a metric
+    ast: exp.Expression | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def relation(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return getattr(self.config, "tags", ()) if self.config else ()
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    project: Project
+    nodes: tuple[CompiledNode, ...]  # in topological order
+
+    def node(self, name: str) -> CompiledNode:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResult:
+    name: str
+    relation: str
+    status: str  # success | error | skipped
+    seconds: float
+    rows: int | None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_id: str
+    built_at: str
+    results: tuple[NodeResult, ...]
+    scorecard_path: Path | None
+    scorecard_rows: int
+    seconds: float
