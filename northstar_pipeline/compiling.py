@@ -291,6 +291,8 @@ def _check_metric_projection(ast: exp.Query, node: RenderedNode, query: Rendered
     problem = None
     if missing:
         problem = f"metric query must return {', '.join(METRIC_REQUIRED)}; missing {', '.join(missing)}"
+        if extra:
+            problem += f" (it returns {', '.join(extra)} instead)"
     elif extra:
         problem = f"metric query returns unexpected column(s) {', '.join(extra)}"
     elif ("numerator" in names) != ("denominator" in names):
@@ -301,7 +303,7 @@ def _check_metric_projection(ast: exp.Query, node: RenderedNode, query: Rendered
         raise CompileError(
             problem,
             path=node.relpath,
-            line=_select_line(ast, query),
+            line=_projection_line(ast, extra[0], query) if extra else _select_line(ast, query),
             hint="select {{ period('ts') }} AS period_start, <expr> AS value [, numerator, denominator] ... GROUP BY 1",
         )
 
@@ -377,6 +379,16 @@ def _seed_node(seed: Seed, columns: tuple[Column, ...], project: Project) -> Com
         depends_on=(), sql=sql, columns=columns, config=None,
         definition_hash=hashlib.sha256(seed.path.read_bytes()).hexdigest()[:16], ast=ast,
     )
+
+
+def _projection_line(ast: exp.Query, name: str, query: RenderedQuery) -> int | None:
+    select = ast if isinstance(ast, exp.Select) else next(ast.find_all(exp.Select), None)
+    for projection in select.expressions if select else []:
+        if projection.alias_or_name.lower() == name:
+            for identifier in projection.find_all(exp.Identifier):
+                if identifier.meta.get("line"):
+                    return query.template_line(identifier.meta["line"])
+    return _select_line(ast, query)
 
 
 def _select_line(ast: exp.Query, query: RenderedQuery) -> int | None:

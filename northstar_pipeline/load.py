@@ -49,6 +49,10 @@ def load_project(
     target_dir = root / str(profile.get("target_path", "target"))
     scorecard = profile.get("scorecard_path", "target/scorecard.parquet")
 
+    seeds = tuple(Seed(p.stem, p) for p in sorted((root / "seeds").glob("*.csv")))
+    models = _templates(root, "models", NodeKind.MODEL)
+    metrics = _templates(root, "metrics", NodeKind.METRIC)
+    _check_unique_names(root, seeds, models, metrics)
     return Project(
         root=root,
         name=str(profile.get("name", root.name)),
@@ -57,9 +61,9 @@ def load_project(
         grains=_grains(profile.get("grains", [g.value for g in DEFAULT_GRAINS]), profiles_path, root, lines),
         vars=tuple(sorted(variables.items())),
         sources=_sources(root, variables, env_var),
-        seeds=tuple(Seed(p.stem, p) for p in sorted((root / "seeds").glob("*.csv"))),
-        models=_templates(root, "models", NodeKind.MODEL),
-        metrics=_templates(root, "metrics", NodeKind.METRIC),
+        seeds=seeds,
+        models=models,
+        metrics=metrics,
         macros=_templates(root, "macros", NodeKind.MODEL),
         target_dir=target_dir,
         scorecard_path=_under(root, scorecard),
@@ -209,6 +213,20 @@ def _templates(root: Path, folder: str, kind: NodeKind) -> tuple[TemplateFile, .
     return tuple(
         TemplateFile(name=p.stem, kind=kind, path=p, relpath=_rel(p, root), text=p.read_text()) for p in files
     )
+
+
+def _check_unique_names(root: Path, seeds: tuple[Seed, ...], *groups: tuple[TemplateFile, ...]) -> None:
+    """A name is a table name and a ref() target, so it must be unique across seeds, models and metrics."""
+    seen: dict[str, Path] = {seed.name: _rel(seed.path, root) for seed in seeds}
+    for template in (t for group in groups for t in group):
+        if template.name in seen:
+            raise ProjectError(
+                f"duplicate name '{template.name}': {seen[template.name].as_posix()} has it too",
+                path=template.relpath,
+                line=1,
+                hint="file names are node names and must be unique across models/, metrics/ and seeds/; rename one",
+            )
+        seen[template.name] = template.relpath
 
 
 def _under(root: Path, value: str | Path) -> Path:

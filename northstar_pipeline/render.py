@@ -77,9 +77,9 @@ def _render_node(template: TemplateFile, compiled: Any, project: Project, shared
         configs.clear()
         context = dict(shared)
         context.update(
-            ref=_ref_function(template, known, refs),
-            source=_source_function(template, sources, used_sources),
-            config=_config_function(template, configs),
+            ref=_ref_function(template, compiled, known, refs),
+            source=_source_function(template, compiled, sources, used_sources),
+            config=_config_function(template, compiled, configs),
             this=exp.table_(template.name, quoted=True).sql("duckdb"),
         )
         if grain is not None:
@@ -106,16 +106,17 @@ def _macro_exports(macro: Any, context: dict) -> dict[str, Any]:
     return {name: getattr(module, name) for name in dir(module) if not name.startswith("_")}
 
 
-def _caller_line(relpath: Path) -> int:
+def _caller_line(relpath: Path, compiled: Any) -> int:
+    """Template line of the innermost template frame calling us (live frames carry generated-code lines)."""
     name = relpath.as_posix()
     line = 1
     for frame in traceback.extract_stack():
         if frame.filename == name and frame.lineno:
-            line = frame.lineno
+            line = compiled.get_corresponding_lineno(frame.lineno)
     return line
 
 
-def _ref_function(template: TemplateFile, known: set[str], refs: dict[str, int]) -> Callable[[str], str]:
+def _ref_function(template: TemplateFile, compiled: Any, known: set[str], refs: dict[str, int]) -> Callable[[str], str]:
     def ref(name: str) -> str:
         name = str(name)
         if name not in known:
@@ -126,13 +127,13 @@ def _ref_function(template: TemplateFile, known: set[str], refs: dict[str, int])
             )
         if name == template.name:
             raise TemplateCallError(f"'{name}' refers to itself", hint="a node cannot read its own table")
-        refs.setdefault(name, _caller_line(template.relpath))
+        refs.setdefault(name, _caller_line(template.relpath, compiled))
         return exp.table_(name, db=REF_SCHEMA, quoted=True).sql("duckdb")
 
     return ref
 
 
-def _source_function(template: TemplateFile, sources: set[tuple[str, str]], used: dict) -> Callable[[str, str], str]:
+def _source_function(template: TemplateFile, compiled: Any, sources: set[tuple[str, str]], used: dict) -> Callable[[str, str], str]:
     def source(source_name: str, table_name: str) -> str:
         key = (str(source_name), str(table_name))
         if key not in sources:
@@ -142,15 +143,15 @@ def _source_function(template: TemplateFile, sources: set[tuple[str, str]], used
                 f"unknown source '{key[0]}.{key[1]}'",
                 hint=f"did you mean '{close[0]}'?" if close else "declare it in models/sources.yml",
             )
-        used.setdefault(key, _caller_line(template.relpath))
+        used.setdefault(key, _caller_line(template.relpath, compiled))
         return exp.table_(key[1], db=key[0], quoted=True).sql("duckdb")
 
     return source
 
 
-def _config_function(template: TemplateFile, configs: list) -> Callable[..., str]:
+def _config_function(template: TemplateFile, compiled: Any, configs: list) -> Callable[..., str]:
     def config(**kwargs: Any) -> str:
-        configs.append((kwargs, _caller_line(template.relpath)))
+        configs.append((kwargs, _caller_line(template.relpath, compiled)))
         return ""
 
     return config

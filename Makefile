@@ -1,0 +1,32 @@
+# Two entry points (README.md): `make demo` and `make test`. Both create .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_EVENTS ?= 2000000
+DEMO_SEED ?= 42
+
+.PHONY: demo test data build clean
+
+$(BIN)/northstar: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+data/warehouse/.generated-$(DEMO_EVENTS)-$(DEMO_SEED): $(BIN)/northstar
+	rm -f data/warehouse/.generated-*
+	$(BIN)/northstar demo-data --events $(DEMO_EVENTS) --seed $(DEMO_SEED) --out data/warehouse
+	touch $@
+
+data: data/warehouse/.generated-$(DEMO_EVENTS)-$(DEMO_SEED)
+
+build: data
+	$(BIN)/northstar build
+
+demo: build
+
+test: $(BIN)/northstar
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf target data

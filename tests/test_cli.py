@@ -1,0 +1,93 @@
+"""The command line end to end: init, build, compile --dialect spark, ls, selection, log formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import sqlglot
+
+from test_errors import run_cli
+
+
+def northstar(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "NORTHSTAR_TARGET"}
+    return subprocess.run([sys.executable, "-m", "northstar_pipeline", *args], cwd=cwd, capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_init_then_build(tmp_path: Path) -> None:
+    created = northstar("init", str(tmp_path / "x"), cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    built = northstar("build", cwd=tmp_path / "x")
+    assert built.returncode == 0, built.stderr
+    card = duckdb.connect().execute("SELECT count(*), count(DISTINCT metric), min(kind) FROM read_parquet($p)",
+                                    {"p": str(tmp_path / "x" / "target" / "scorecard.parquet")}).fetchall()
+    assert card[0][0] > 0 and card[0][1] == 5
+    assert "Orders" in built.stdout  # the terminal scorecard
+
+
+def test_init_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("mine")
+    result = northstar("init", str(tmp_path / "x"), cwd=tmp_path)
+    assert result.returncode == 1 and "not empty" in result.stderr
+    assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+
+
+def test_compile_spark_parses_back(demo_project: Path) -> None:
+    result = run_cli(demo_project, "compile", "--dialect", "spark")
+    assert result.returncode == 0, result.stderr
+    files = sorted((demo_project / "target" / "compiled" / "spark").rglob("*.sql"))
+    assert len(files) == len(list((demo_project / "models").glob("*.sql"))) + len(list((demo_project / "metrics").glob("*.sql")))
+    for path in files:
+        parsed = sqlglot.parse_one(path.read_text(), read="spark")
+        assert isinstance(parsed, sqlglot.exp.Query), path
+    duck = (demo_project / "target/compiled/duckdb/metrics/on_time_orders.sql").read_text()
+    assert '"staging"."orders_enriched"' in duck
+
+
+def test_select_with_ancestors_builds_only_that_branch(demo_project: Path) -> None:
+    result = run_cli(demo_project, "build", "--select", "+on_time_rate", "--log-format", "json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    built = [e["node"] for e in events if e["event"] == "node_done"]
+    assert built == ["stg_events", "stg_deliveries", "stg_orders", "orders_enriched", "on_time_rate"]
+    assert events[-1]["event"] == "build_done"
+
+
+def test_select_descendants_and_tags(demo_project: Path) -> None:
+    result = run_cli(demo_project, "ls", "--select", "stg_pushes+")
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[-1] for line in result.stdout.splitlines()] == [
+        "staging.stg_pushes", "inputs_l2.push_click_through_rate"]
+    result = run_cli(demo_project, "ls", "--select", "nope")
+    assert result.returncode == 2 and "matches no node" in result.stderr
+
+
+def test_run_artifacts(demo_project: Path) -> None:
+    result = run_cli(demo_project, "build")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((demo_project / "target" / "manifest.json").read_text())
+    assert manifest["nodes"]["on_time_orders"]["relation"] == "north_star.on_time_orders"
+    assert manifest["nodes"]["push_click_through_rate"]["relation"] == "inputs_l2.push_click_through_rate"
+    assert manifest["nodes"]["support_tickets_per_order"]["relation"] == "counter.support_tickets_per_order"
+    run = json.loads((demo_project / "target" / "run_results.json").read_text())
+    assert {r["status"] for r in run["results"]} == {"success"}
+    assert all(r["rows"] is not None and r["seconds"] >= 0 for r in run["results"])
+
+
+def test_scorecard_columns_and_formats(demo_project: Path) -> None:
+    con = duckdb.connect()
+    columns = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet($p)",
+                                          {"p": str(demo_project / "target" / "scorecard.parquet")}).fetchall()]
+    for required in ("metric", "kind", "parent", "grain", "period_start", "value", "run_id", "built_at"):
+        assert required in columns
+    for fmt in ("table", "json", "csv", "markdown"):
+        result = run_cli(demo_project, "scorecard", "--grain", "month", "--format", fmt)
+        assert result.returncode == 0, result.stderr
+        assert "On-time orders" in result.stdout or "on_time_orders" in result.stdout
