@@ -120,6 +120,7 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], upstream: dict, pr
         columns=columns,
         config=node.config,
         definition_hash=hashlib.sha256(sql.encode()).hexdigest()[:16],
+        line=_select_line(selects[0][1], node.queries[0]) or 1,
         grain_sql=grain_sql,  # type: ignore[arg-type]
         ast=final,
     )
@@ -217,7 +218,7 @@ def _parse(node: RenderedNode, query: RenderedQuery, template_lines: list[str]) 
             f"SQL syntax error: {error.get('description', exc)}",
             path=node.relpath,
             line=query.template_line(line) if line else None,
-            col=_template_col(query, line, col, template_lines),
+            col=_template_col(query, line, col - len(error.get("highlight") or "x") + 1 if col else None, template_lines),
             hint=f"near '{error.get('highlight', '')}'" if error.get("highlight") else None,
         ) from None
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
@@ -264,7 +265,7 @@ def _qualify(ast: exp.Query, node: RenderedNode, query: RenderedQuery, upstream:
             f"unknown column '{column.sql('duckdb')}'",
             path=node.relpath,
             line=query.template_line(line) if line else None,
-            col=_template_col(query, line, column.this.meta.get("col"), template_lines),
+            col=_template_col(query, line, _start_col(column.this.meta), template_lines),
             hint=f"did you mean '{close[0]}'?" if close else "check the upstream model's columns in target/manifest.json",
         ) from None
 
@@ -397,6 +398,13 @@ def _select_line(ast: exp.Query, query: RenderedQuery) -> int | None:
         if line:
             return query.template_line(line)
     return None
+
+
+def _start_col(meta: dict) -> int | None:
+    """sqlglot's token 'col' is where the token ends; people point at where it starts."""
+    if not meta.get("col"):
+        return None
+    return meta["col"] - (meta.get("end", 0) - meta.get("start", 0))
 
 
 def _template_col(query: RenderedQuery, line: int | None, col: int | None, template_lines: list[str]) -> int | None:

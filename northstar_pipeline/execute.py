@@ -85,6 +85,7 @@ def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> NodeResu
         raise ExecutionError(
             f"DuckDB failed building {node.relation}: {str(exc).strip().splitlines()[0]}",
             path=node.relpath,
+            line=node.line,
             hint=f"the SQL that ran is in target/compiled/duckdb/{Path(node.relpath).as_posix()}",
         ) from None
     if node.kind is NodeKind.METRIC:
@@ -108,12 +109,13 @@ def _check_one_row_per_period(con: duckdb.DuckDBPyConnection, node: CompiledNode
         raise ExecutionError(
             f"metric returns {duplicate[2]} rows for {duplicate[0]} {duplicate[1]}; the contract is one row per period",
             path=node.relpath,
+            line=node.line,
             hint="GROUP BY the period_start expression, and aggregate everything else",
         )
     nulls = con.execute(exp.select(exp.Count(this=exp.Star())).from_(table).where(
         exp.column("period_start").is_(exp.null())).sql("duckdb")).fetchall()[0][0]
     if nulls:
-        raise ExecutionError(f"metric returns {nulls} row(s) with a NULL period_start", path=node.relpath,
+        raise ExecutionError(f"metric returns {nulls} row(s) with a NULL period_start", path=node.relpath, line=node.line,
                              hint="filter out rows whose timestamp is NULL before grouping")
 
 

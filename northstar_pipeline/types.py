@@ -196,6 +196,7 @@ class CompiledNode:
     columns: tuple[Column, ...]
     config: ModelConfig | MetricConfig | None
     definition_hash: str
+    line: int = 1  # template line of the query's projection, for errors found at run time
     grain_sql: tuple[tuple[Grain, str], ...] = ()  # per-grain SELECTs of a metric
     ast: exp.Expression | None = field(default=None, compare=False, repr=False)
 
