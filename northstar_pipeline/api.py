@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -19,8 +20,11 @@ from .errors import ExecutionError, LockedError, NorthstarError, PublishError
 from .execute import connect, execute_plan
 from .load import load_project
 from .plan import Plan, Selector, plan_layers
-from .publish import build_scorecard_table, manifest_payload, run_results_payload, write_json, write_scorecard
+from .publish import SCORECARD_TABLE, VALIDATION_TABLE, manifest_payload, run_results_payload, write_json, write_table
+from .sources import resolve_as_of
+from .tree import build_tree
 from .render import render_project
+from .score import score
 from .types import CompiledNode, Manifest, NodeKind, NodeResult, Project, RunResult
 
 Reporter = Callable[[str, dict], None]
@@ -41,7 +45,9 @@ def load(
 
 def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ: Mapping[str, str] | None = None) -> Manifest:
     """Render and compile every node; write compiled SQL and manifest.json under target/."""
-    manifest = compiling.compile_project(project, render_project(project, environ))
+    as_of = resolve_as_of(project)
+    manifest = replace(compiling.compile_project(project, render_project(project, environ, as_of)), as_of=as_of)
+    build_tree(manifest)  # the tree's own rules (formulas name their formula children) are compile errors
     _write_compiled(manifest, DEFAULT_DIALECT)
     if dialect != DEFAULT_DIALECT:
         _write_compiled(manifest, dialect)
@@ -86,10 +92,11 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     try:
         con.execute("BEGIN TRANSACTION")
         results = execute_plan(con, manifest, plan, report)
-        rows = build_scorecard_table(con, manifest, run_id, built_at)
+        rows = score(con, manifest, build_tree(manifest), run_id, built_at)
         con.execute("COMMIT")
         if rows:
-            write_scorecard(con, project.scorecard_path)
+            write_table(con, SCORECARD_TABLE, project.scorecard_path)
+            write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
     except NorthstarError as error:
         _rollback(con)
         _write_failed_run(project, run_id, built_at, started, plan, results, error)

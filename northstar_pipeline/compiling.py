@@ -20,8 +20,9 @@ from sqlglot import exp
 from sqlglot.errors import OptimizeError, ParseError
 from sqlglot.optimizer.qualify import qualify
 
-from .errors import CompileError, SourceDataError
+from .errors import CompileError
 from .render import REF_SCHEMA
+from .sources import describe_source
 from .types import (
     Column,
     CompiledNode,
@@ -71,35 +72,21 @@ def compile_project(project: Project, rendered: Iterable[RenderedNode]) -> Manif
     return Manifest(project=project, nodes=tuple(compiled))
 
 
-def describe_source(source: Source) -> tuple[Column, ...]:
-    """Read the source's schema from its Parquet files (footers only)."""
-    try:
-        relation = duckdb.connect(":memory:").read_parquet(source.location, hive_partitioning=source.hive_partitioning)
-    except duckdb.Error as exc:
-        raise SourceDataError(
-            f"no data for source '{source.source_name}.{source.table_name}' at {source.location}: {_first_line(exc)}",
-            path=source.path,
-            line=source.line,
-            hint="generate the demo data with 'northstar demo-data', or point location (or its var) at your Parquet files",
-        ) from None
-    return tuple(Column(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True))
-
-
 def compile_node(node: RenderedNode, schemas: dict[str, str], upstream: dict, project: Project,
                  shadow: duckdb.DuckDBPyConnection) -> CompiledNode:
     sources = {(s.source_name, s.table_name) for s in project.sources}
     template_lines = node.path.read_text().splitlines() if node.path.is_file() else []
-    selects: list[tuple[Grain | None, exp.Query]] = []
+    selects: list[tuple[RenderedQuery, exp.Query]] = []
     for query in node.queries:
         ast = _parse(node, query, template_lines)
         ast = _resolve_tables(ast, node, query, schemas, sources, template_lines)
         _qualify(ast, node, query, upstream, template_lines)
         if node.kind is NodeKind.METRIC:
             _check_metric_projection(ast, node, query)
-        selects.append((query.grain, ast))
+        selects.append((query, ast))
 
     if node.kind is NodeKind.METRIC:
-        grain_sql = tuple((grain, ast.sql("duckdb", pretty=True)) for grain, ast in selects)
+        grain_sql = tuple((q.grain, ast.sql("duckdb", pretty=True)) for q, ast in selects if not q.to_date)
         final = _metric_union(selects)
     else:
         grain_sql = ()
@@ -119,8 +106,10 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], upstream: dict, pr
         sql=sql,
         columns=columns,
         config=node.config,
-        definition_hash=hashlib.sha256(sql.encode()).hexdigest()[:16],
+        # Hash the definition, not the as-of dates baked into the to-date rendering.
+        definition_hash=hashlib.sha256("\n".join(s for _, s in grain_sql).encode() if grain_sql else sql.encode()).hexdigest()[:16],
         line=_select_line(selects[0][1], node.queries[0]) or 1,
+        is_ratio="denominator" in {n.lower() for n in selects[0][1].named_selects},
         grain_sql=grain_sql,  # type: ignore[arg-type]
         ast=final,
     )
@@ -320,10 +309,11 @@ def _check_metric_types(columns: tuple[Column, ...], node: RenderedNode) -> None
                                hint=f"cast it: CAST(... AS DOUBLE) AS {name}")
 
 
-def _metric_union(selects: list[tuple[Grain | None, exp.Query]]) -> exp.Query:
-    """One table per metric keyed by (grain, period_start), every grain computed from its own query."""
+def _metric_union(selects: list[tuple[RenderedQuery, exp.Query]]) -> exp.Query:
+    """One table per metric keyed by (grain, is_to_date, period_start), every grain computed from its own query."""
     parts = []
-    for grain, ast in selects:
+    for query, ast in selects:
+        grain = query.grain
         names = {n.lower() for n in ast.named_selects}
         projection = [
             exp.alias_(exp.Literal.string(grain.value if grain else ""), "grain"),
@@ -333,7 +323,11 @@ def _metric_union(selects: list[tuple[Grain | None, exp.Query]]) -> exp.Query:
         for name in METRIC_OPTIONAL:
             part = exp.column(name, "m") if name in names else exp.null()
             projection.append(exp.alias_(exp.cast(part, exp.DataType.Type.DOUBLE), name))
-        parts.append(exp.select(*projection).from_(ast.subquery("m")))
+        projection.append(exp.alias_(exp.Boolean(this=query.to_date), "is_to_date"))
+        select = exp.select(*projection).from_(ast.subquery("m"))
+        if query.to_date:  # rows outside the elapsed span were grouped under NULL
+            select = select.where(exp.column("period_start", "m").is_(exp.null()).not_())
+        parts.append(select)
     union = parts[0]
     for part in parts[1:]:
         union = exp.union(union, part, distinct=False)

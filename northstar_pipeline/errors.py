@@ -69,6 +69,10 @@ class PlanError(NorthstarError):
     """The DAG is wrong: cycles, selectors that match nothing."""
 
 
+class TreeError(NorthstarError):
+    """The metric tree is wrong on the data: a formula that does not hold."""
+
+
 class ExecutionError(NorthstarError):
     """DuckDB failed while building, or the data broke a runtime contract."""
 

@@ -98,7 +98,7 @@ def _check_one_row_per_period(con: duckdb.DuckDBPyConnection, node: CompiledNode
     query = (
         exp.select("grain", "period_start", exp.Count(this=exp.Star()).as_("n"))
         .from_(table)
-        .group_by("grain", "period_start")
+        .group_by("grain", "is_to_date", "period_start")
         .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
         .order_by("grain", "period_start")
         .limit(1)

@@ -204,6 +204,7 @@ def _sources(root: Path, variables: Mapping[str, Any], env_var: Any) -> tuple[So
                 hive_partitioning=bool(table.get("hive_partitioning", True)),
                 path=rel,
                 line=lines.get((*where, "location"), lines.get(where, 1)),
+                loaded_at_field=str(table["loaded_at_field"]) if table.get("loaded_at_field") else None,
             ))
     return tuple(sources)
 

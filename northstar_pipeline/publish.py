@@ -16,75 +16,19 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlglot import exp
 
 from .errors import PublishError
-from .tree import metric_levels
-from .types import CompiledNode, Manifest, MetricConfig, NodeKind, RunResult
+from .types import CompiledNode, Manifest, NodeKind, RunResult
 
 SCORECARD_SCHEMA_VERSION = "1"
-SCORECARD_TABLE = ("scorecard", "scorecard")
-
-# Columns of the published scorecard, in order (docs: README "Scorecard").
-_SCORECARD_SQL = """
-SELECT
-    meta.metric,
-    meta.label,
-    meta.kind,
-    meta.level,
-    meta.parent,
-    meta.edge,
-    meta.owner,
-    meta.dimension,
-    meta.direction,
-    v.grain,
-    v.period_start,
-    CAST(v.period_start + CASE v.grain
-        WHEN 'day' THEN INTERVAL 1 DAY
-        WHEN 'week' THEN INTERVAL 7 DAY
-        WHEN 'month' THEN INTERVAL 1 MONTH
-        ELSE INTERVAL 3 MONTH END - INTERVAL 1 DAY AS DATE) AS period_end,
-    v.value,
-    v.numerator,
-    v.denominator,
-    meta.definition_hash,
-    CAST($run_id AS VARCHAR) AS run_id,
-    CAST($built_at AS TIMESTAMP) AS built_at
-FROM _northstar_metric_values AS v
-JOIN _northstar_metric_meta AS meta USING (metric)
-ORDER BY meta.kind_order, meta.level NULLS LAST, meta.metric, v.grain, v.period_start
-"""
+SCORECARD_TABLE = "scorecard.scorecard"
+VALIDATION_TABLE = "scorecard.tree_validation"
 
 
-def build_scorecard_table(con: duckdb.DuckDBPyConnection, manifest: Manifest, run_id: str, built_at: str) -> int:
-    """(Re)create scorecard.scorecard from every metric table present in the database."""
-    metrics = [n for n in manifest.nodes if n.kind is NodeKind.METRIC and _exists(con, n)]
-    if not metrics:
-        return 0
-    levels = metric_levels(manifest)
-    con.register("_northstar_metric_meta", _metric_meta(metrics, levels))
-    parts = [
-        exp.select(exp.alias_(exp.Literal.string(n.name), "metric"), "grain", "period_start", "value", "numerator",
-                   "denominator").from_(exp.table_(n.name, db=n.schema, quoted=True))
-        for n in metrics
-    ]
-    union = parts[0]
-    for part in parts[1:]:
-        union = exp.union(union, part, distinct=False)
-    con.execute(exp.Create(kind="VIEW", replace=True, this=exp.to_identifier("_northstar_metric_values"),
-                           expression=union, properties=exp.Properties(expressions=[exp.TemporaryProperty()])).sql("duckdb"))
-    con.execute(exp.Create(kind="SCHEMA", exists=True, this=exp.to_identifier(SCORECARD_TABLE[0])).sql("duckdb"))
-    scorecard = exp.table_(SCORECARD_TABLE[1], db=SCORECARD_TABLE[0], quoted=True).sql("duckdb")
-    con.execute(f"CREATE OR REPLACE TABLE {scorecard} AS {_SCORECARD_SQL}", {"run_id": run_id, "built_at": built_at})
-    con.unregister("_northstar_metric_meta")
-    return con.execute(f"SELECT count(*) FROM {scorecard}").fetchall()[0][0]
-
-
-def write_scorecard(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Write scorecard.scorecard to Parquet via a temp file in the same directory."""
-    table = con.table(".".join(SCORECARD_TABLE)).to_arrow_table()
+def write_table(con: duckdb.DuckDBPyConnection, table_name: str, path: Path) -> None:
+    """Write a table to Parquet via a temp file in the same directory, tagged with the schema version."""
+    table = con.table(table_name).to_arrow_table()
     metadata = {b"northstar.schema_version": SCORECARD_SCHEMA_VERSION.encode()}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     with atomic_path(path) as tmp:
@@ -151,30 +95,3 @@ def _config_payload(node: CompiledNode) -> dict:
         return {}
     data = asdict(node.config)
     return {k: (v.value if hasattr(v, "value") else v) for k, v in data.items()}
-
-
-def _metric_meta(metrics: list[CompiledNode], levels: dict[str, int | None]) -> pa.Table:
-    kind_order = {"north_star": 0, "input": 1, "counter": 2}
-    configs = [n.config for n in metrics]
-    assert all(isinstance(c, MetricConfig) for c in configs)
-    return pa.table({
-        "metric": pa.array([n.name for n in metrics], pa.string()),
-        "label": pa.array([c.label for c in configs], pa.string()),
-        "kind": pa.array([c.kind.value for c in configs], pa.string()),
-        "kind_order": pa.array([kind_order[c.kind.value] for c in configs], pa.int8()),
-        "level": pa.array([levels.get(n.name) for n in metrics], pa.int32()),
-        "parent": pa.array([c.parent or c.guard for c in configs], pa.string()),
-        "edge": pa.array([c.edge.value if c.edge else None for c in configs], pa.string()),
-        "owner": pa.array([c.owner for c in configs], pa.string()),
-        "dimension": pa.array([c.dimension.value if c.dimension else None for c in configs], pa.string()),
-        "direction": pa.array([c.direction.value for c in configs], pa.string()),
-        "definition_hash": pa.array([n.definition_hash for n in metrics], pa.string()),
-    })
-
-
-def _exists(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> bool:
-    rows = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [node.schema, node.name],
-    ).fetchall()
-    return bool(rows[0][0])

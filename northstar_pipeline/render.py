@@ -9,6 +9,7 @@ dependency; sqlglot owns everything after.
 from __future__ import annotations
 
 import difflib
+from datetime import datetime
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import fields
@@ -20,6 +21,7 @@ import sqlglot
 from sqlglot import exp
 
 from .errors import RenderError
+from .periods import is_complete, period_start, to_date_window
 from .sandbox import TemplateCallError, compile_template, env_var_function, make_environment, render_template
 from .types import (
     Dimension,
@@ -48,7 +50,9 @@ METRIC_CONFIG_KEYS = {
 MODEL_CONFIG_KEYS = {f.name for f in fields(ModelConfig)}
 
 
-def render_project(project: Project, environ: Mapping[str, str] | None = None) -> tuple[RenderedNode, ...]:
+def render_project(project: Project, environ: Mapping[str, str] | None = None,
+                   as_of: datetime | None = None) -> tuple[RenderedNode, ...]:
+    """Render every model once and every metric once per grain (plus a to-date rendering when a period is partial)."""
     env = make_environment()
     known = {t.name for t in (*project.models, *project.metrics)} | {s.name for s in project.seeds}
     macros = [compile_template(env, m.text, m.relpath, RenderError) for m in project.macros]
@@ -62,18 +66,22 @@ def render_project(project: Project, environ: Mapping[str, str] | None = None) -
     nodes = []
     for template in (*project.models, *project.metrics):
         compiled = compile_template(env, template.text, template.relpath, RenderError)
-        nodes.append(_render_node(template, compiled, project, shared, known, sources, macros))
+        nodes.append(_render_node(template, compiled, project, shared, known, sources, macros, as_of))
     return tuple(nodes)
 
 
 def _render_node(template: TemplateFile, compiled: Any, project: Project, shared: dict, known: set[str],
-                 sources: set[tuple[str, str]], macros: list) -> RenderedNode:
-    grains: tuple[Grain | None, ...] = project.grains if template.kind is NodeKind.METRIC else (None,)
+                 sources: set[tuple[str, str]], macros: list, as_of: datetime | None) -> RenderedNode:
+    variants: list[tuple[Grain | None, bool]] = [(None, False)]
+    if template.kind is NodeKind.METRIC:
+        variants = [(g, False) for g in project.grains]
+        if as_of is not None:
+            variants += [(g, True) for g in project.grains if not is_complete(g, period_start(g, as_of), as_of)]
     refs: dict[str, int] = {}
     used_sources: dict[tuple[str, str], int] = {}
     configs: list[tuple[dict[str, Any], int]] = []
     queries = []
-    for grain in grains:
+    for grain, to_date in variants:
         configs.clear()
         context = dict(shared)
         context.update(
@@ -83,11 +91,12 @@ def _render_node(template: TemplateFile, compiled: Any, project: Project, shared
             this=exp.table_(template.name, quoted=True).sql("duckdb"),
         )
         if grain is not None:
-            context.update(grain=grain.value, period=_period_function(grain))
+            period = _to_date_period_function(grain, as_of) if to_date and as_of else _period_function(grain)
+            context.update(grain=grain.value, period=period)
         for macro in macros:
             context.update(_macro_exports(macro, context))
         sql = render_template(compiled, context, template.relpath)
-        queries.append(RenderedQuery(grain=grain, sql=sql, line_map=_line_map(template.text, sql)))
+        queries.append(RenderedQuery(grain=grain, sql=sql, line_map=_line_map(template.text, sql), to_date=to_date))
     config = _build_config(template, configs)
     return RenderedNode(
         name=template.name,
@@ -183,6 +192,27 @@ def _period_function(grain: Grain) -> Callable[[str], str]:
             raise TemplateCallError(f"period() needs a SQL expression, got {expression!r}: {exc.errors[0]['description']}") from None
         truncated = exp.TimestampTrunc(this=column, unit=exp.var(grain.value.upper()))
         return exp.cast(truncated, exp.DataType.Type.DATE).sql("duckdb")
+
+    return period
+
+
+def _to_date_period_function(grain: Grain, as_of: datetime) -> Callable[[str], str]:
+    """period() for the to-date rendering: the previous period's start for rows inside its elapsed span, else NULL.
+
+    Rows outside the span fall into a NULL group that the build drops, so every
+    aggregate (distinct counts included) is recomputed over the span itself.
+    """
+    start, end = to_date_window(grain, as_of)
+
+    def period(expression: str) -> str:
+        try:
+            column = sqlglot.parse_one(str(expression), read="duckdb")
+        except sqlglot.errors.ParseError as exc:
+            raise TemplateCallError(f"period() needs a SQL expression, got {expression!r}: {exc.errors[0]['description']}") from None
+        low = exp.cast(exp.Literal.string(start.isoformat()), exp.DataType.Type.TIMESTAMP)
+        high = exp.cast(exp.Literal.string(end.isoformat(sep=" ")), exp.DataType.Type.TIMESTAMP)
+        inside = exp.and_(exp.GTE(this=column.copy(), expression=low), exp.LTE(this=column.copy(), expression=high))
+        return exp.Case(ifs=[exp.If(this=inside, true=exp.cast(exp.Literal.string(start.isoformat()), exp.DataType.Type.DATE))]).sql("duckdb")
 
     return period
 

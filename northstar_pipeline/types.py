@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class Source:
     hive_partitioning: bool
     path: Path  # the yml that declares it
     line: int
+    loaded_at_field: str | None = None  # its max is the data's as-of time (freshness, as in dbt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,7 @@ class RenderedQuery:
     grain: Grain | None
     sql: str
     line_map: tuple[int, ...]  # line_map[i] = template line of rendered line i + 1
+    to_date: bool = False  # the previous period cut to the elapsed span of the current partial one
 
     def template_line(self, rendered_line: int) -> int:
         if not self.line_map:
@@ -197,6 +200,7 @@ class CompiledNode:
     config: ModelConfig | MetricConfig | None
     definition_hash: str
     line: int = 1  # template line of the query's projection, for errors found at run time
+    is_ratio: bool = False  # a metric returning numerator/denominator: an empty period is NULL, not 0
     grain_sql: tuple[tuple[Grain, str], ...] = ()  # per-grain SELECTs of a metric
     ast: exp.Expression | None = field(default=None, compare=False, repr=False)
 
@@ -213,6 +217,7 @@ class CompiledNode:
 class Manifest:
     project: Project
     nodes: tuple[CompiledNode, ...]  # in topological order
+    as_of: datetime | None = None  # the data's as-of time; its period is partial
 
     def node(self, name: str) -> CompiledNode:
         for node in self.nodes:

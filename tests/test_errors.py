@@ -140,7 +140,7 @@ def test_runtime_error_rolls_back_every_table(demo_project: Path, scorecard_byte
     assert_clean_failure(result, EXIT_DATA, ITEMS, "one row per period", demo_project, scorecard_bytes)
     con = duckdb.connect(str(db))
     assert con.execute("SELECT count(*) FROM staging.stg_events").fetchall() == before
-    assert con.execute("SELECT count(*) FROM inputs_l1.items_per_order GROUP BY grain, period_start "
+    assert con.execute("SELECT count(*) FROM inputs_l1.items_per_order GROUP BY grain, is_to_date, period_start "
                        "HAVING count(*) > 1").fetchall() == []
 
 

@@ -1,0 +1,57 @@
+"""Read what the sources hold: their schemas (Parquet footers) and the data's as-of time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+from sqlglot import exp
+
+from .errors import ProjectError, SourceDataError
+from .types import Column, Project, Source
+
+
+def describe_source(source: Source) -> tuple[Column, ...]:
+    """Read the source's schema from its Parquet files (footers only)."""
+    try:
+        relation = duckdb.connect(":memory:").read_parquet(source.location, hive_partitioning=source.hive_partitioning)
+    except duckdb.Error as exc:
+        raise SourceDataError(
+            f"no data for source '{source.source_name}.{source.table_name}' at {source.location}: {str(exc).strip().splitlines()[0]}",
+            path=source.path,
+            line=source.line,
+            hint="generate the demo data with 'northstar demo-data', or point location (or its var) at your Parquet files",
+        ) from None
+    return tuple(Column(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True))
+
+
+def resolve_as_of(project: Project) -> datetime | None:
+    """The `as_of` var if set, else the latest loaded_at_field over the sources that declare one."""
+    override = project.var_map.get("as_of")
+    if override:
+        try:
+            return override if isinstance(override, datetime) else datetime.fromisoformat(str(override))
+        except ValueError:
+            raise ProjectError(f"var as_of={override!r} is not an ISO date or timestamp", path=project.profiles_path,
+                               hint="e.g. --vars '{as_of: 2026-11-18T23:59:59}'") from None
+    latest: datetime | None = None
+    for source in project.sources:
+        if not source.loaded_at_field:
+            continue
+        describe_source(source)  # a clear error when the data is missing
+        scan = exp.Anonymous(this="read_parquet", expressions=[
+            exp.Literal.string(source.location),
+            exp.EQ(this=exp.var("hive_partitioning"), expression=exp.Boolean(this=source.hive_partitioning))])
+        query = exp.select(exp.cast(exp.Max(this=exp.column(source.loaded_at_field, quoted=True)),
+                                    exp.DataType.Type.TIMESTAMP)).from_(scan)
+        try:
+            value = duckdb.connect(":memory:").execute(query.sql("duckdb")).fetchall()[0][0]
+        except duckdb.Error as exc:
+            raise SourceDataError(
+                f"cannot read max({source.loaded_at_field}) of source '{source.source_name}.{source.table_name}': "
+                f"{str(exc).strip().splitlines()[0]}",
+                path=source.path, line=source.line,
+                hint="check loaded_at_field names a timestamp column, and that the data exists") from None
+        if value is not None and (latest is None or value > latest):
+            latest = value
+    return latest
