@@ -12,7 +12,7 @@ from typing import Any, Callable
 import click
 
 from . import api
-from .errors import EXIT_DATA, EXIT_USAGE, NorthstarError
+from .errors import EXIT_DATA, EXIT_PROJECT, EXIT_USAGE, NorthstarError
 from .load import parse_cli_vars
 from .plan import parse_selectors, plan_layers
 from .progress import Reporter
@@ -87,6 +87,41 @@ def ls(project: Any, select: tuple[str, ...], output: str) -> None:
 def scorecard(project: Any, grain: str | None, period: str | None, fmt: str) -> None:
     """Show the published scorecard."""
     _print_scorecard(project, grain=grain or project.grains[0].value, fmt=fmt, period=period)
+
+
+@cli.command()
+@_project_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def lint(project: Any, fmt: str) -> None:
+    """Check the tree against the North Star Framework's anti-patterns (exit 1 on an error)."""
+    from .lint import format_findings, has_errors, lint_project
+
+    findings = lint_project(project)
+    click.echo(format_findings(findings, fmt))
+    if has_errors(findings):
+        sys.exit(EXIT_PROJECT)
+
+
+@cli.command()
+@_project_options
+@click.option("--format", "fmt", type=click.Choice(["rich", "mermaid", "dot"]), default="rich", show_default=True)
+@click.option("--grain", default=None, help="Grain whose latest values are shown (default: the project's first).")
+def tree(project: Any, fmt: str, grain: str | None) -> None:
+    """Draw the metric tree: formula edges solid, hypothesis edges dotted, guardrails marked."""
+    from .views import render_tree
+
+    click.echo(render_tree(project, fmt=fmt, grain=grain or project.grains[0].value))
+
+
+@cli.command()
+@_project_options
+@click.option("--grain", default=None, help="Grain to explain (default: the project's first).")
+@click.option("--period", default=None, help="Period start (YYYY-MM-DD); default: the latest complete period.")
+def explain(project: Any, grain: str | None, period: str | None) -> None:
+    """Explain the North Star's change: each input's contribution, biggest movers, guardrails in breach."""
+    from .explain import explain_change
+
+    click.echo(explain_change(api.read_scorecard(project), grain=grain or project.grains[0].value, period=period))
 
 
 @cli.command("demo-data")

@@ -63,6 +63,22 @@ def score(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tree, run_id
     return con.execute(f"SELECT count(*) FROM {SCORECARD}").fetchall()[0][0]
 
 
+def validate_tree(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tree) -> pa.Table:
+    """Formula checks and hypothesis tests over the metric tables already built (e.g. by lint, read-only).
+
+    Returns the tree_validation table (same columns as target/tree_validation.parquet); never raises
+    for a broken formula: its row has holds = false.
+    """
+    metrics = [m for m in tree.metrics if _exists(con, m)]
+    if not metrics:
+        return pa.table({})
+    _register_inputs(con, manifest, metrics)
+    _build_base(con, manifest)
+    _build_validation(con, verify_formulas(con, tree, metrics), test_hypotheses(con, tree, metrics), tree,
+                      table="_ns_validation")
+    return con.table("_ns_validation").to_arrow_table()
+
+
 def verify_formulas(con: duckdb.DuckDBPyConnection, tree: Tree, metrics: list[TreeMetric]) -> list[FormulaCheck]:
     present = {m.name for m in metrics}
     checks = []
@@ -354,7 +370,7 @@ def _build_scorecard(con: duckdb.DuckDBPyConnection, tree: Tree, as_of: datetime
 
 
 def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck], hypotheses: list[tuple],
-                      tree: Tree) -> None:
+                      tree: Tree, table: str = VALIDATION) -> None:
     best: dict[tuple[str, str], tuple] = {}
     for row in hypotheses:
         child, _, grain, _, r, n, _ = row
@@ -385,7 +401,7 @@ def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck]
         add(validation="hypothesis", metric=parent, child=child, grain=grain, lag=lag,
             r=None if r is None or math.isnan(r) else r, n=n, p_value=p_value, is_best_lag=is_best,
             supported=supported)
-    table = pa.table({
+    arrow = pa.table({
         **{k: pa.array(v, pa.string()) for k, v in rows.items() if k in ("validation", "metric", "child", "grain", "formula")},
         "lag": pa.array(rows["lag"], pa.int32()), "r": pa.array(rows["r"], pa.float64()),
         "n": pa.array(rows["n"], pa.int64()), "p_value": pa.array(rows["p_value"], pa.float64()),
@@ -396,9 +412,12 @@ def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck]
         "parent_value": pa.array(rows["parent_value"], pa.float64()),
         "formula_value": pa.array(rows["formula_value"], pa.float64()),
     })
-    con.execute("CREATE SCHEMA IF NOT EXISTS scorecard")
-    con.register("_ns_validation_arrow", table)
-    con.execute(f"CREATE OR REPLACE TABLE {VALIDATION} AS SELECT * FROM _ns_validation_arrow")
+    con.register("_ns_validation_arrow", arrow)
+    if table == VALIDATION:
+        con.execute("CREATE SCHEMA IF NOT EXISTS scorecard")
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _ns_validation_arrow")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _ns_validation_arrow")
     con.unregister("_ns_validation_arrow")
 
 
