@@ -126,7 +126,7 @@ def _share(node: exp.Expression, share: exp.Expression, exact: bool, cur: Column
         node_delta = _delta(node, cur, prev)
         for term, sign in _terms(node, 1):
             term_delta = _delta(term, cur, prev) if sign > 0 else _neg(_delta(term, cur, prev))
-            part = term_delta if exact else _div(_mul(share, term_delta), node_delta)
+            part = term_delta if exact else _scaled(share, term_delta, node_delta)
             _share(term, part, exact, cur, prev, out)
     elif isinstance(node, (exp.Mul, exp.Div)):
         factors = [(f, e) for f, e in _factors(node, 1) if f.find(exp.Column)]
@@ -137,7 +137,7 @@ def _share(node: exp.Expression, share: exp.Expression, exact: bool, cur: Column
             log_ratio = exp.Ln(this=_div(_substitute(factor, cur), _substitute(factor, prev)))
             weight = _mul(mean, log_ratio) if exponent > 0 else _neg(_mul(mean, log_ratio))
             guarded = exp.paren(exp.If(this=positive, true=weight, false=exp.null()))
-            part = guarded if exact else _div(_mul(share, guarded), node_delta)
+            part = guarded if exact else _scaled(share, guarded, node_delta)
             # Inside a factor, its LMDI share is not its own change: split it proportionally.
             _share(factor, part, isinstance(factor, exp.Column), cur, prev, out)
     # numeric constants carry no metric
@@ -165,6 +165,13 @@ def _factors(node: exp.Expression, exponent: int) -> list[tuple[exp.Expression, 
 
 def _delta(node: exp.Expression, cur: ColumnFor, prev: ColumnFor) -> exp.Expression:
     return _sub(_substitute(node, cur), _substitute(node, prev))
+
+
+def _scaled(share: exp.Expression, part: exp.Expression, whole: exp.Expression) -> exp.Expression:
+    """share * part / whole: split a share in proportion to each part's effect; nothing moved, nothing to split."""
+    return exp.paren(exp.Case(ifs=[exp.If(this=exp.EQ(this=whole.copy(), expression=exp.Literal.number(0)),
+                                          true=exp.Literal.number(0))],
+                              default=_div(_mul(share, part), whole)))
 
 
 def _log_mean(a: exp.Expression, b: exp.Expression) -> exp.Expression:
