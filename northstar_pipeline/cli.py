@@ -57,8 +57,11 @@ def compile(project: Any, dialect: str) -> None:
               help="json: one JSON object per line, for schedulers.")
 def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str) -> None:
     """Build the selected nodes into DuckDB and publish the scorecard."""
-    result = api.build(project, select=parse_selectors(select), exclude=parse_selectors(exclude),
-                       report=Reporter(log_format))
+    reporter = Reporter(log_format)
+    try:
+        result = api.build(project, select=parse_selectors(select), exclude=parse_selectors(exclude), report=reporter)
+    finally:
+        reporter.close()  # a failed build must not leave the live bar drawn over the error
     if log_format == "text" and result.scorecard_path:
         _print_scorecard(project, grain=project.grains[0].value, fmt="table", period=None)
 
