@@ -87,7 +87,6 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     manifest = compile_project(project, environ=environ)
     plan = plan_layers(manifest, select, exclude)
     report("plan", {"nodes": len(plan.nodes), "layers": len(plan.layers)})
-    results: tuple[NodeResult, ...] = ()
     con = connect(project.target)
     try:
         con.execute("BEGIN TRANSACTION")
@@ -99,7 +98,7 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
             write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
     except NorthstarError as error:
         _rollback(con)
-        _write_failed_run(project, run_id, built_at, started, plan, results, error)
+        _write_failed_run(project, run_id, built_at, started, plan, error)
         raise
     except duckdb.Error as exc:
         _rollback(con)
@@ -144,20 +143,11 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _write_failed_run(project: Project, run_id: str, built_at: str, started: float, plan: Plan,
-                      done: tuple[NodeResult, ...], error: NorthstarError) -> None:
-    finished = {r.name for r in done}
-    failed = [
-        NodeResult(n.name, n.relation, "error" if not failed_marked else "skipped", 0.0, None,
-                   str(error) if not failed_marked else "")
-        for failed_marked, n in _mark_first(n for n in plan.nodes if n.name not in finished)
-    ]
-    result = RunResult(run_id, built_at, (*done, *failed), None, 0, time.perf_counter() - started)
+                      error: NorthstarError) -> None:
+    """Record a failed run: the transaction rolled back, so no node of this run is kept."""
+    results = tuple(NodeResult(n.name, n.relation, "rolled_back", 0.0, None) for n in plan.nodes)
+    result = RunResult(run_id, built_at, results, None, 0, time.perf_counter() - started, error=str(error))
     try:
         write_json(project.target_dir / "run_results.json", run_results_payload(result))
     except PublishError:
         pass  # the original error matters more than its record
-
-
-def _mark_first(nodes: Any) -> Any:
-    for index, node in enumerate(nodes):
-        yield index > 0, node

@@ -86,6 +86,8 @@ def run_results_payload(result: RunResult) -> dict:
         "elapsed_seconds": round(result.seconds, 3),
         "scorecard": str(result.scorecard_path) if result.scorecard_path else None,
         "scorecard_rows": result.scorecard_rows,
+        "status": "error" if result.error else "success",
+        "error": result.error,
         "results": [asdict(r) for r in result.results],
     }
 

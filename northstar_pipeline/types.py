@@ -244,3 +244,4 @@ class RunResult:
     scorecard_path: Path | None
     scorecard_rows: int
     seconds: float
+    error: str | None = None

@@ -148,3 +148,24 @@ def test_bad_vars_is_a_usage_error(demo_project: Path, scorecard_bytes: bytes) -
     result = run_cli(demo_project, "build", "--vars", "[not, a, mapping]")
     assert result.returncode == EXIT_USAGE
     assert "Traceback" not in result.stderr
+
+
+def test_failed_run_is_recorded(demo_project: Path) -> None:
+    import json
+
+    edit(demo_project / ITEMS, "group by 1", "group by 1, user_id")
+    run_cli(demo_project, "build")
+    record = json.loads((demo_project / "target" / "run_results.json").read_text())
+    assert record["status"] == "error" and "one row per period" in record["error"]
+    assert {r["status"] for r in record["results"]} == {"rolled_back"}
+
+
+def test_a_second_build_waits_for_no_one(demo_project: Path) -> None:
+    """While one build holds the lock, another exits 4 at once and changes nothing."""
+    from filelock import FileLock
+
+    before = (demo_project / "target" / "scorecard.parquet").read_bytes()
+    with FileLock(str(demo_project / "target" / ".northstar.lock")):
+        result = run_cli(demo_project, "build")
+    assert result.returncode == 4 and "another build" in result.stderr and "Traceback" not in result.stderr
+    assert (demo_project / "target" / "scorecard.parquet").read_bytes() == before
