@@ -8,15 +8,17 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 import duckdb
 import filelock
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import compiling
 from .errors import ExecutionError, LockedError, NorthstarError, PublishError
+from .cache import CompileCache
 from .execute import connect, execute_plan
 from .load import load_project
 from .plan import Plan, Selector, plan_layers
@@ -24,7 +26,6 @@ from .publish import SCORECARD_TABLE, VALIDATION_TABLE, manifest_payload, run_re
 from .sources import resolve_as_of
 from .tree import build_tree
 from .render import render_project
-from .score import score
 from .types import CompiledNode, Manifest, NodeKind, NodeResult, Project, RunResult
 
 Reporter = Callable[[str, dict], None]
@@ -46,7 +47,10 @@ def load(
 def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ: Mapping[str, str] | None = None) -> Manifest:
     """Render and compile every node; write compiled SQL and manifest.json under target/."""
     as_of = resolve_as_of(project)
-    manifest = replace(compiling.compile_project(project, render_project(project, environ, as_of)), as_of=as_of)
+    cache = CompileCache(project.target_dir / ".cache" / "compile.pkl")
+    rendered = render_project(project, environ, as_of, cache)
+    manifest = replace(compiling.compile_project(project, rendered, cache), as_of=as_of)
+    cache.save()
     build_tree(manifest)  # the tree's own rules (formulas name their formula children) are compile errors
     _write_compiled(manifest, DEFAULT_DIALECT)
     if dialect != DEFAULT_DIALECT:
@@ -91,6 +95,8 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     try:
         con.execute("BEGIN TRANSACTION")
         results = execute_plan(con, manifest, plan, report)
+        from .score import score  # pyarrow and the scoring SQL are only needed by a build
+
         rows = score(con, manifest, build_tree(manifest), run_id, built_at)
         con.execute("COMMIT")
         if rows:
@@ -113,7 +119,9 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     return result
 
 
-def read_scorecard(project: Project) -> pa.Table:
+def read_scorecard(project: Project) -> "pa.Table":
+    import pyarrow.parquet as pq
+
     path = project.scorecard_path
     if not path.is_file():
         raise PublishError(f"no scorecard at {path}", hint="run 'northstar build' first")
@@ -131,8 +139,11 @@ def _write_compiled(manifest: Manifest, dialect: str) -> None:
             continue
         sql = node.sql if dialect == DEFAULT_DIALECT else compiling.transpile(node.sql, dialect)
         out = root / node.relpath
+        text = (sql + "\n").encode()
+        if out.is_file() and out.stat().st_size == len(text) and out.read_bytes() == text:
+            continue  # unchanged: a warm compile need not rewrite a thousand files
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(sql + "\n")
+        out.write_bytes(text)
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -15,7 +15,6 @@ from . import api
 from .errors import EXIT_DATA, EXIT_PROJECT, EXIT_USAGE, NorthstarError
 from .load import parse_cli_vars
 from .plan import parse_selectors, plan_layers
-from .progress import Reporter
 
 
 def _project_options(func: Callable) -> Callable:
@@ -57,6 +56,8 @@ def compile(project: Any, dialect: str) -> None:
               help="json: one JSON object per line, for schedulers.")
 def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str) -> None:
     """Build the selected nodes into DuckDB and publish the scorecard."""
+    from .progress import Reporter
+
     reporter = Reporter(log_format)
     try:
         result = api.build(project, select=parse_selectors(select), exclude=parse_selectors(exclude), report=reporter)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import graphlib
 import hashlib
+from dataclasses import replace
 from collections.abc import Iterable
 from difflib import get_close_matches
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlglot.errors import OptimizeError, ParseError
 from sqlglot.optimizer.qualify import qualify
 
 from .errors import CompileError
+from .cache import CompileCache, cache_key
 from .render import REF_SCHEMA
 from .sources import describe_source
 from .types import (
@@ -41,46 +43,99 @@ from .types import (
 
 METRIC_REQUIRED = ("period_start", "value")
 METRIC_OPTIONAL = ("numerator", "denominator")
+METRIC_TABLE_COLUMNS = (Column("grain", "VARCHAR"), Column("period_start", "DATE"), Column("value", "DOUBLE"),
+                        Column("numerator", "DOUBLE"), Column("denominator", "DOUBLE"), Column("is_to_date", "BOOLEAN"))
 _DATE_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
 _NUMERIC_PREFIXES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                      "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
 
 
-def compile_project(project: Project, rendered: Iterable[RenderedNode]) -> Manifest:
+def compile_project(project: Project, rendered: Iterable[RenderedNode], cache: CompileCache | None = None) -> Manifest:
     rendered = tuple(rendered)
     by_name = {node.name: node for node in rendered}
     order = _topological_order(rendered, {s.name for s in project.seeds})
     schemas = _node_schemas(rendered)
-    shadow = duckdb.connect(":memory:")
+    shadow = Shadow()
     try:
-        upstream: dict[str, dict[str, dict[str, str]]] = {}
         compiled: list[CompiledNode] = []
         for source in project.sources:
-            _add_shadow(shadow, upstream, source.source_name, source.table_name, describe_source(source))
+            shadow.add(source.source_name, source.table_name, describe_source(source))
         for seed in project.seeds:
-            columns = _describe_seed(shadow, seed, project)
-            _add_shadow(shadow, upstream, "seeds", seed.name, columns)
+            columns = _describe_seed(seed, project)
+            shadow.add("seeds", seed.name, columns)
             compiled.append(_seed_node(seed, columns, project))
         for name in order:
             if name not in by_name:
                 continue  # seeds are already in
-            node = compile_node(by_name[name], schemas, upstream, project, shadow)
-            _add_shadow(shadow, upstream, node.schema, node.name, node.columns)
+            node = _compile_cached(by_name[name], schemas, shadow, project, cache)
+            shadow.add(node.schema, node.name, node.columns)
             compiled.append(node)
     finally:
         shadow.close()
     return Manifest(project=project, nodes=tuple(compiled))
 
 
-def compile_node(node: RenderedNode, schemas: dict[str, str], upstream: dict, project: Project,
-                 shadow: duckdb.DuckDBPyConnection) -> CompiledNode:
+class Shadow:
+    """Upstream schemas, and empty tables with those columns in an in-memory DuckDB to describe queries over.
+
+    Tables are created only when a query that reads them must be described, so a warm
+    compile that reuses every node never starts DuckDB work at all.
+    """
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, dict[str, dict[str, str]]] = {}
+        self._columns: dict[tuple[str, str], tuple[Column, ...]] = {}
+        self._created: set[tuple[str, str]] = set()
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def add(self, schema: str, name: str, columns: tuple[Column, ...]) -> None:
+        self.schemas.setdefault(schema, {})[name] = {c.name: c.type for c in columns}
+        self._columns[(schema, name)] = columns
+
+    def columns(self, schema: str, name: str) -> tuple[Column, ...] | None:
+        return self._columns.get((schema, name))
+
+    def describe(self, sql: str, reads: Iterable[tuple[str, str]], node: RenderedNode) -> tuple[Column, ...]:
+        if self._con is None:
+            self._con = duckdb.connect(":memory:")
+        for table in reads:
+            if table in self._columns and table not in self._created:
+                _create_shadow_table(self._con, *table, self._columns[table])
+                self._created.add(table)
+        return _describe(self._con, sql, node)
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+
+
+def _compile_cached(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, project: Project,
+                    cache: CompileCache | None) -> CompiledNode:
+    reads = _reads(node, schemas)
+    key = cache_key("compile", node.name, node.kind, node.relpath, [(q.grain, q.sql, q.to_date) for q in node.queries],
+                    repr(node.config), schemas[node.name], [(t, shadow.columns(*t)) for t in reads])
+    hit = cache.get(key) if cache else None
+    if hit is not None:
+        return replace(hit, path=node.path)
+    compiled = compile_node(node, schemas, shadow, project)
+    if cache is not None:
+        cache.put(key, replace(compiled, ast=None))
+    return compiled
+
+
+def _reads(node: RenderedNode, schemas: dict[str, str]) -> list[tuple[str, str]]:
+    """(schema, table) of everything the node reads: its refs and sources."""
+    return sorted({(schemas.get(r, "seeds"), r) for r, _ in node.refs} | {(s, t) for s, t, _ in node.sources})
+
+
+def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, project: Project) -> CompiledNode:
     sources = {(s.source_name, s.table_name) for s in project.sources}
     template_lines = node.path.read_text().splitlines() if node.path.is_file() else []
     selects: list[tuple[RenderedQuery, exp.Query]] = []
     for query in node.queries:
         ast = _parse(node, query, template_lines)
         ast = _resolve_tables(ast, node, query, schemas, sources, template_lines)
-        _qualify(ast, node, query, upstream, template_lines)
+        _qualify(ast, node, query, shadow.schemas, template_lines)
         if node.kind is NodeKind.METRIC:
             _check_metric_projection(ast, node, query)
         selects.append((query, ast))
@@ -92,10 +147,13 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], upstream: dict, pr
         grain_sql = ()
         final = selects[0][1]
     sql = final.sql("duckdb", pretty=True)
-    columns = _describe(shadow, sql, node)
     if node.kind is NodeKind.METRIC:
-        for grain, text in grain_sql:
-            _check_metric_types(_describe(shadow, text, node), node)
+        # The union's columns are fixed by construction; the contract's types are checked per grain.
+        for _, text in grain_sql:
+            _check_metric_types(shadow.describe(text, _reads(node, schemas), node), node)
+        columns = METRIC_TABLE_COLUMNS
+    else:
+        columns = shadow.describe(sql, _reads(node, schemas), node)
     return CompiledNode(
         name=node.name,
         kind=node.kind,
@@ -242,8 +300,14 @@ def _resolve_tables(ast: exp.Query, node: RenderedNode, query: RenderedQuery, sc
 
 
 def _qualify(ast: exp.Query, node: RenderedNode, query: RenderedQuery, upstream: dict, template_lines: list[str]) -> None:
+    # Only the tables this query reads: sqlglot normalises the whole schema it is given on every call.
+    schema: dict[str, dict[str, dict[str, str]]] = {}
+    for table in ast.find_all(exp.Table):
+        columns = upstream.get(table.db, {}).get(table.name)
+        if columns is not None:
+            schema.setdefault(table.db, {})[table.name] = columns
     try:
-        qualify(ast.copy(), schema=upstream, dialect="duckdb", validate_qualify_columns=True, quote_identifiers=False)
+        qualify(ast.copy(), schema=schema, dialect="duckdb", validate_qualify_columns=True, quote_identifiers=False)
     except OptimizeError as exc:
         column, candidates = _unknown_column(ast, upstream)
         if column is None:
@@ -324,13 +388,13 @@ def _metric_union(selects: list[tuple[RenderedQuery, exp.Query]]) -> exp.Query:
             part = exp.column(name, "m") if name in names else exp.null()
             projection.append(exp.alias_(exp.cast(part, exp.DataType.Type.DOUBLE), name))
         projection.append(exp.alias_(exp.Boolean(this=query.to_date), "is_to_date"))
-        select = exp.select(*projection).from_(ast.subquery("m"))
+        select = exp.select(*projection).from_(ast.subquery("m", copy=False), copy=False)
         if query.to_date:  # rows outside the elapsed span were grouped under NULL
-            select = select.where(exp.column("period_start", "m").is_(exp.null()).not_())
+            select = select.where(exp.column("period_start", "m").is_(exp.null()).not_(), copy=False)
         parts.append(select)
     union = parts[0]
     for part in parts[1:]:
-        union = exp.union(union, part, distinct=False)
+        union = exp.union(union, part, distinct=False, copy=False)
     return union
 
 
@@ -343,9 +407,8 @@ def _describe(shadow: duckdb.DuckDBPyConnection, sql: str, node: RenderedNode) -
     return tuple(Column(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True))
 
 
-def _add_shadow(shadow: duckdb.DuckDBPyConnection, upstream: dict, schema: str, name: str,
-                columns: tuple[Column, ...]) -> None:
-    upstream.setdefault(schema, {})[name] = {c.name: c.type for c in columns}
+def _create_shadow_table(shadow: duckdb.DuckDBPyConnection, schema: str, name: str,
+                        columns: tuple[Column, ...]) -> None:
     shadow.execute(exp.Create(kind="SCHEMA", this=exp.to_identifier(schema, quoted=True), exists=True).sql("duckdb"))
     table = exp.Schema(
         this=exp.table_(name, db=schema, quoted=True),
@@ -357,9 +420,9 @@ def _add_shadow(shadow: duckdb.DuckDBPyConnection, upstream: dict, schema: str, 
     shadow.execute(exp.Create(kind="TABLE", this=table, replace=True).sql("duckdb"))
 
 
-def _describe_seed(shadow: duckdb.DuckDBPyConnection, seed: Seed, project: Project) -> tuple[Column, ...]:
+def _describe_seed(seed: Seed, project: Project) -> tuple[Column, ...]:
     try:
-        relation = shadow.read_csv(str(seed.path), header=True)
+        relation = duckdb.connect(":memory:").read_csv(str(seed.path), header=True)
     except duckdb.Error as exc:
         raise CompileError(f"cannot read seed: {_first_line(exc)}", path=project.relative(seed.path), line=1) from None
     return tuple(Column(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True))

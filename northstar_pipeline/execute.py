@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import sqlglot
 from sqlglot import exp
 
 from .errors import ExecutionError
@@ -75,8 +76,9 @@ def execute_plan(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan,
 def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> NodeResult:
     started = time.perf_counter()
     _create_schema(con, node.schema)
+    query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")  # cached nodes keep text
     statement = exp.Create(kind="TABLE", replace=True, this=exp.table_(node.name, db=node.schema, quoted=True),
-                           expression=node.ast)
+                           expression=query)
     try:
         con.execute(statement.sql("duckdb"))
         rows = con.execute(exp.select(exp.Count(this=exp.Star())).from_(

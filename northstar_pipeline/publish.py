@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import duckdb
-import pyarrow.parquet as pq
 
 from .errors import PublishError
 from .types import CompiledNode, Manifest, NodeKind, RunResult
@@ -28,6 +27,8 @@ VALIDATION_TABLE = "scorecard.tree_validation"
 
 def write_table(con: duckdb.DuckDBPyConnection, table_name: str, path: Path) -> None:
     """Write a table to Parquet via a temp file in the same directory, tagged with the schema version."""
+    import pyarrow.parquet as pq  # imported here: compile-only commands never need it
+
     table = con.table(table_name).to_arrow_table()
     metadata = {b"northstar.schema_version": SCORECARD_SCHEMA_VERSION.encode()}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})

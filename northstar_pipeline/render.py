@@ -9,6 +9,8 @@ dependency; sqlglot owns everything after.
 from __future__ import annotations
 
 import difflib
+import os
+from dataclasses import replace
 from datetime import datetime
 import traceback
 from collections.abc import Callable, Mapping
@@ -20,6 +22,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
+from .cache import CompileCache, cache_key, environment_matches
 from .errors import RenderError
 from .periods import is_complete, period_start, to_date_window
 from .sandbox import TemplateCallError, compile_template, env_var_function, make_environment, render_template
@@ -51,23 +54,48 @@ MODEL_CONFIG_KEYS = {f.name for f in fields(ModelConfig)}
 
 
 def render_project(project: Project, environ: Mapping[str, str] | None = None,
-                   as_of: datetime | None = None) -> tuple[RenderedNode, ...]:
+                   as_of: datetime | None = None, cache: CompileCache | None = None) -> tuple[RenderedNode, ...]:
     """Render every model once and every metric once per grain (plus a to-date rendering when a period is partial)."""
+    environ = os.environ if environ is None else environ
     env = make_environment()
     known = {t.name for t in (*project.models, *project.metrics)} | {s.name for s in project.seeds}
-    macros = [compile_template(env, m.text, m.relpath, RenderError) for m in project.macros]
+    macros: list | None = None  # compiled on the first cache miss
     shared = {
-        "env_var": env_var_function(environ),
         "var": _var_function(project.var_map),
         "target": {"name": project.target.name},
         "project_name": project.name,
     }
     sources = {(s.source_name, s.table_name) for s in project.sources}
+    context_key = (project.vars, project.target.name, project.name, [g.value for g in project.grains], as_of,
+                   [m.text for m in project.macros], sorted(sources))
     nodes = []
     for template in (*project.models, *project.metrics):
+        key = cache_key("render", template.relpath, template.kind, template.text, context_key)
+        hit = cache.get(key) if cache else None
+        if hit is not None and environment_matches(hit[1], environ) and all(r in known for r, _ in hit[0].refs):
+            nodes.append(replace(hit[0], path=template.path))
+            continue
+        if macros is None:
+            macros = [compile_template(env, m.text, m.relpath, RenderError) for m in project.macros]
         compiled = compile_template(env, template.text, template.relpath, RenderError)
-        nodes.append(_render_node(template, compiled, project, shared, known, sources, macros, as_of))
+        env_read: dict[str, str | None] = {}
+        shared["env_var"] = _recording_env_var(environ, env_read)
+        node = _render_node(template, compiled, project, shared, known, sources, macros, as_of)
+        if cache is not None:
+            cache.put(key, (node, tuple(sorted(env_read.items()))))
+        nodes.append(node)
     return tuple(nodes)
+
+
+def _recording_env_var(environ: Mapping[str, str], read: dict[str, str | None]) -> Callable[..., str]:
+    """env_var() that remembers what it read, so a cached rendering is reused only if those values hold."""
+    env_var = env_var_function(environ)
+
+    def recording(name: str, default: Any = _MISSING) -> str:
+        read[str(name)] = environ.get(str(name))
+        return env_var(name) if default is _MISSING else env_var(name, default)
+
+    return recording
 
 
 def _render_node(template: TemplateFile, compiled: Any, project: Project, shared: dict, known: set[str],
