@@ -135,9 +135,10 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
     for query in node.queries:
         ast = _parse(node, query, template_lines)
         ast = _resolve_tables(ast, node, query, schemas, sources, template_lines)
-        _qualify(ast, node, query, shadow.schemas, template_lines)
-        if node.kind is NodeKind.METRIC:
-            _check_metric_projection(ast, node, query)
+        if not query.to_date:  # a to-date rendering differs from its grain's only in what period() returns
+            _qualify(ast, node, query, shadow.schemas, template_lines)
+            if node.kind is NodeKind.METRIC:
+                _check_metric_projection(ast, node, query)
         selects.append((query, ast))
 
     if node.kind is NodeKind.METRIC:

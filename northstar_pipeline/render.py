@@ -12,7 +12,7 @@ import difflib
 import os
 from dataclasses import replace
 from datetime import datetime
-import traceback
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from difflib import get_close_matches
@@ -146,11 +146,12 @@ def _macro_exports(macro: Any, context: dict) -> dict[str, Any]:
 def _caller_line(relpath: Path, compiled: Any) -> int:
     """Template line of the innermost template frame calling us (live frames carry generated-code lines)."""
     name = relpath.as_posix()
-    line = 1
-    for frame in traceback.extract_stack():
-        if frame.filename == name and frame.lineno:
-            line = compiled.get_corresponding_lineno(frame.lineno)
-    return line
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename == name:
+            return compiled.get_corresponding_lineno(frame.f_lineno)
+        frame = frame.f_back
+    return 1
 
 
 def _ref_function(template: TemplateFile, compiled: Any, known: set[str], refs: dict[str, int]) -> Callable[[str], str]:
