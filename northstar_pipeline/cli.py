@@ -124,8 +124,11 @@ def tree(project: Any, fmt: str, grain: str | None) -> None:
 def explain(project: Any, grain: str | None, period: str | None) -> None:
     """Explain the North Star's change: each input's contribution, biggest movers, guardrails in breach."""
     from .explain import explain_change
+    from .tree import build_tree
 
-    click.echo(explain_change(api.read_scorecard(project), grain=grain or project.grains[0].value, period=period))
+    tree = build_tree(api.compile_project(project))  # units and thresholds are in the definitions
+    click.echo(explain_change(api.read_scorecard(project), grain=grain or project.grains[0].value, period=period,
+                              tree=tree))
 
 
 @cli.command("demo-data")

@@ -175,9 +175,15 @@ def _scaled(share: exp.Expression, part: exp.Expression, whole: exp.Expression) 
 
 
 def _log_mean(a: exp.Expression, b: exp.Expression) -> exp.Expression:
-    """L(a, b) = (a - b) / (ln a - ln b), and a when a = b."""
+    """L(a, b) = (a - b) / (ln a - ln b); its limit (a + b) / 2 where a and b agree to 1e-12.
+
+    The limit also covers products that are equal but rounded differently, whose logs are equal.
+    """
     logs = _sub(exp.Ln(this=a.copy()), exp.Ln(this=b.copy()))
-    return exp.paren(exp.If(this=exp.EQ(this=a.copy(), expression=b.copy()), true=a.copy(),
+    close = exp.LTE(this=exp.func("abs", _sub(a.copy(), b.copy())),
+                    expression=_mul(exp.Literal.number("1e-12"), exp.func("greatest", exp.func("abs", a.copy()),
+                                                                             exp.func("abs", b.copy()))))
+    return exp.paren(exp.If(this=close, true=_div(_add(a.copy(), b.copy()), exp.Literal.number(2)),
                             false=_div(_sub(a.copy(), b.copy()), logs)))
 
 

@@ -270,7 +270,7 @@ def test_sum_contributions_are_plain_differences() -> None:
 positive = st.floats(min_value=1e-3, max_value=1e6, allow_nan=False, allow_infinity=False)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(text=st.sampled_from(["a * b * c", "a * b / c", "a / (b * c)", "a * (b + c)", "a + b * c", "(a - c) * b + c"]),
        values=st.lists(positive, min_size=6, max_size=6))
 def test_contributions_add_up_to_the_change(text: str, values: list[float]) -> None:
@@ -279,7 +279,10 @@ def test_contributions_add_up_to_the_change(text: str, values: list[float]) -> N
     if text == "(a - c) * b + c" and (cur["a"] <= cur["c"] or prev["a"] <= prev["c"]):
         return  # LMDI needs positive factors; that case is NULL by design
     shares, delta = _contributions(text, cur, prev)
-    assert sum(shares.values()) == pytest.approx(delta, rel=1e-9, abs=1e-9 * max(1.0, *values))
+    # Exact in arithmetic; in floating point the sum carries the rounding of its largest term, so the
+    # bound is relative to the larger of the change and the biggest single contribution.
+    scale = max(abs(delta), *(abs(s) for s in shares.values()))
+    assert abs(sum(shares.values()) - delta) <= 1e-9 * scale
 
 
 def test_demo_contributions_add_up_to_the_north_star_change(built_demo) -> None:

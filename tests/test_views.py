@@ -1,0 +1,228 @@
+"""The human-facing views over a real build: tree pictures, the weekly review table, the explanation.
+
+Numbers are checked against the scorecard read independently with DuckDB, never against our own renderers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from northstar_pipeline import api
+from northstar_pipeline.errors import UsageError
+from northstar_pipeline.explain import explain_change
+from northstar_pipeline.report import render_scorecard, scorecard_rows
+from northstar_pipeline.tree import build_tree
+from northstar_pipeline.views import render_tree
+from test_errors import run_cli
+
+NSM, DRIVER, GUARD = "on_time_orders", "on_time_rate", "support_tickets_per_order"
+
+
+@pytest.fixture(scope="module")
+def card(built_demo):
+    project, _ = built_demo
+    return api.read_scorecard(project)
+
+
+def card_rows(project, sql: str, params: dict) -> list[tuple]:
+    return duckdb.connect().execute(sql.replace("CARD", "read_parquet($path)"),
+                                    {"path": str(project.scorecard_path), **params}).fetchall()
+
+
+def metric_names(project) -> list[str]:
+    return [r[0] for r in card_rows(project, "SELECT DISTINCT metric FROM CARD ORDER BY 1", {})]
+
+
+def amount(value: float) -> str:
+    """How explain prints an amount (whole units from 10 up)."""
+    return f"{value:+,.0f}" if abs(value) >= 10 else f"{value:+.3g}"
+
+
+# Tree pictures ---------------------------------------------------------------------------------------
+
+def test_mermaid_tree(built_demo) -> None:
+    project, _ = built_demo
+    text = render_tree(project, fmt="mermaid", grain="week")
+    assert text.startswith("flowchart TD\n")
+    for name in metric_names(project):  # every metric declared exactly once as a node
+        assert len(re.findall(rf"^    {name}[\[\(\{{]", text, re.M)) == 1, name
+    assert re.search(rf"^    {NSM} --> {DRIVER}$", text, re.M)  # formula: solid
+    assert re.search(r"^    on_time_rate -\.->\|\"r=[+-]\d\.\d\d, lag \d\"\| avg_delivery_minutes_late$", text, re.M)
+    guard = re.search(rf"^    {NSM} ==>\|\"⛨ guarded by \(warn \+3%, breach \+5%, ceiling 0.08\)\"\| {GUARD}$", text, re.M)
+    assert guard
+    edges = [line for line in text.splitlines() if re.search(r" (-->|-\.->|==>)", line) and "%%" not in line]
+    assert f"linkStyle {edges.index(guard.group(0))} stroke:#c62828" in text  # the guardrail link drawn red
+    assert "classDef red" in text and "classDef green" in text
+    assert text == render_tree(project, fmt="mermaid", grain="week")  # deterministic
+
+
+def test_dot_tree(built_demo) -> None:
+    project, _ = built_demo
+    text = render_tree(project, fmt="dot", grain="month")
+    assert text.startswith("digraph metric_tree {") and text.rstrip().endswith("}")
+    assert f'"{NSM}" -> "{DRIVER}" [style=solid' in text
+    assert '"items_per_order" -> "search_to_cart_rate" [style=dashed' in text
+    assert f'"{NSM}" -> "{GUARD}" [style=bold, color=red' in text
+    assert f'{{ rank=same; "{NSM}"; "{GUARD}"; }}' in text  # the counter-metric beside what it guards
+    assert text.count("[label=") == len(metric_names(project))
+
+
+def test_rich_tree(built_demo) -> None:
+    project, _ = built_demo
+    text = render_tree(project, fmt="rich", grain="week", color=False)
+    assert "\x1b[" not in text  # no ANSI codes off a terminal
+    assert "★ North Star  ● On-time orders" in text
+    for owner in ("Leadership", "Logistics & Fulfillment", "Customer Experience", "Engagement"):
+        assert owner in text
+    assert "━━ formula  ● % of orders delivered on time" in text
+    assert re.search(r"┄┄ hypothesis \(r=[+-]\d\.\d\d, lag \d\)  ● Push click-through rate", text)
+    assert "⛨ guards On-time orders  ● Support tickets per order" in text
+    assert re.search(r"\b(green|yellow|red)\b", text)
+    assert "(partial: compared with the same span of the previous week)" in text
+    coloured = render_tree(project, fmt="rich", grain="week", color=True)
+    assert "\x1b[" in coloured
+
+
+def test_tree_without_scorecard_and_bad_options(demo_project: Path) -> None:
+    project = api.load(demo_project)
+    project.scorecard_path.unlink()
+    text = render_tree(project, fmt="mermaid", grain="week")
+    assert "no scorecard yet" in text and f"{NSM} --> {DRIVER}" in text
+    with pytest.raises(UsageError, match="no grain 'day'"):
+        render_tree(project, fmt="rich", grain="day")
+
+
+# The review table ------------------------------------------------------------------------------------
+
+def test_scorecard_order_and_partial_period(built_demo, card) -> None:
+    project, _ = built_demo
+    rows = scorecard_rows(card, "week", None)
+    latest, complete = card_rows(project, "SELECT max(period_start), bool_and(is_complete) FROM CARD "
+                                          "WHERE grain = 'week' AND period_start = (SELECT max(period_start) FROM CARD "
+                                          "WHERE grain = 'week') GROUP BY ALL", {})[0]
+    assert not complete and {r["period_start"] for r in rows} == {latest}
+    names = [r["metric"] for r in rows]
+    assert names[0] == NSM and sorted(names) == metric_names(project)
+    assert names.index(GUARD) == names.index(NSM) + 1  # right after the metric it guards
+    for row in rows:  # every input sits below its parent, and the values are the scorecard's own
+        if row["kind"] == "input":
+            assert names.index(row["parent"]) < names.index(row["metric"])
+    table = render_scorecard(card, grain="week", fmt="table", color=False)
+    assert f"week of {latest} (partial: compared with the same span of the previous week)" in table
+    assert table.index("On-time orders") < table.index("Support tickets per order") < table.index("Ordering customers")
+    nsm_value, nsm_prev = card_rows(project, "SELECT value, previous_value FROM CARD WHERE metric = $m AND grain = 'week' "
+                                             "AND period_start = $p", {"m": NSM, "p": latest})[0]
+    assert re.search(rf"On-time orders\s+{nsm_value:,.0f}\s+{nsm_prev:,.0f}", table)
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown"])
+def test_scorecard_formats(built_demo, card, warehouse, fmt: str) -> None:
+    project, _ = built_demo
+    period = warehouse.dip_week.isoformat()
+    text = render_scorecard(card, grain="week", fmt=fmt, period=period, color=False)
+    expected = card_rows(project, "SELECT metric, value, status FROM CARD WHERE grain = 'week' AND period_start = $p "
+                                  "ORDER BY metric", {"p": period})
+    if fmt == "json":
+        rows = json.loads(text)
+        assert rows[0]["metric"] == NSM
+        assert sorted((r["metric"], r["value"], r["status"]) for r in rows) == expected
+    elif fmt == "csv":
+        lines = text.splitlines()
+        assert lines[0].startswith("metric,label,kind") and lines[1].startswith(NSM + ",")
+        assert len(lines) == len(expected) + 1
+    elif fmt == "markdown":
+        lines = [line for line in text.splitlines() if line.startswith("|")]
+        assert re.fullmatch(r"\|(:?-+:?\|)+", lines[1])  # a valid GFM separator row
+        columns = lines[0].count("|")
+        assert all(line.count("|") - line.count("\\|") == columns for line in lines)
+        assert "On-time orders **(North Star)**" in lines[2] and "Support tickets per order" in lines[3]
+        assert "🔴 red (breached)" in lines[3]
+        assert len(lines) == len(expected) + 2
+    else:
+        assert f"week of {period} .. " in text and "(compared with the previous week)" in text
+        assert "red (breached)" in text and "partial" not in text
+        assert re.search(r"[▁▂▃▄▅▆▇█]{12}", text)  # 12-week sparkline
+
+
+def test_scorecard_usage_errors(card) -> None:
+    with pytest.raises(UsageError, match="no grain 'day'") as error:
+        render_scorecard(card, grain="day", fmt="table")
+    assert "month, week" in error.value.hint
+    with pytest.raises(UsageError, match="no week starting 1999-01-04") as error:
+        render_scorecard(card, grain="week", fmt="table", period="1999-01-04")
+    assert "weeks built:" in error.value.hint
+    start = scorecard_rows(card, "week", None)[0]["period_start"]
+    with pytest.raises(UsageError, match="not the start of a week") as error:
+        render_scorecard(card, grain="week", fmt="table", period=(start + timedelta(days=2)).isoformat())
+    assert f"--period {start}" in error.value.hint
+    with pytest.raises(UsageError, match="not a date"):
+        render_scorecard(card, grain="week", fmt="table", period="last week")
+
+
+# Explain ---------------------------------------------------------------------------------------------
+
+def test_explain_dip_week(built_demo, card, warehouse) -> None:
+    project, _ = built_demo
+    period = warehouse.dip_week.isoformat()
+    text = explain_change(card, grain="week", period=period)
+    rows = {r[0]: r[1:] for r in card_rows(
+        project, "SELECT metric, value, previous_value, change, change_pct, contribution, status, guardrail_breached "
+                 "FROM CARD WHERE grain = 'week' AND period_start = $p", {"p": period})}
+    value, previous, change, change_pct, *_ = rows[NSM]
+    assert change < 0
+    assert f"On-time orders (North Star) fell from {previous:,.0f} to {value:,.0f}: {amount(change)} ({change_pct:+.1%})" in text
+    # The main driver is the formula input with the biggest share of the change: on-time delivery.
+    contributions = {m: r[4] for m, r in rows.items() if r[4] is not None}
+    assert max(contributions, key=lambda m: abs(contributions[m])) == DRIVER
+    driver = contributions[DRIVER]
+    assert (f"% of orders delivered on time ({DRIVER}) was the main driver: {amount(driver)} of {amount(change)} "
+            f"on-time orders ({driver / change:.0%})") in text
+    assert abs(sum(contributions.values()) - change) < 1e-6 * abs(change)  # LMDI adds up
+    # Inputs listed by |contribution|.
+    order = sorted(contributions, key=lambda m: -abs(contributions[m]))
+    positions = [text.index(f"({m}): ") for m in order]
+    assert positions == sorted(positions)
+    # The support-ticket guardrail is named RED, up front and in the guardrail section.
+    assert rows[GUARD][5] == "red" and rows[GUARD][6]
+    assert "Guardrail in breach: Support tickets per order is RED" in text
+    assert re.search(rf"RED: Support tickets per order \({GUARD}, guards On-time orders\) rose .*guardrail breached",
+                     text)
+    assert "period-to-date" not in text
+    # Hypothesis inputs come with their tested correlation.
+    assert re.search(r"Push click-through rate \(push_click_through_rate -> Orders per ordering customer\): .*r = [+-]",
+                     text)
+
+
+def test_explain_defaults_thresholds_and_partial(built_demo, card) -> None:
+    project, _ = built_demo
+    latest_complete, latest = card_rows(project, "SELECT max(period_start) FILTER (WHERE is_complete), max(period_start) "
+                                                 "FROM CARD WHERE grain = 'week'", {})[0]
+    assert f"week of {latest_complete} .. " in explain_change(card, grain="week", period=None)
+    partial = explain_change(card, grain="week", period=latest.isoformat(),
+                             tree=build_tree(api.compile_project(project)))
+    assert "compared period-to-date" in partial and "(partial" in partial
+    assert re.search(r"\d\.\d%", partial)  # ratio units from the tree print as percentages
+    with pytest.raises(UsageError, match="no month starting 2001-01-01"):
+        explain_change(card, grain="month", period="2001-01-01")
+
+
+# CLI -------------------------------------------------------------------------------------------------
+
+def test_cli_views(demo_project: Path, warehouse) -> None:
+    tree = run_cli(demo_project, "tree", "--format", "mermaid")
+    assert tree.returncode == 0, tree.stderr
+    assert tree.stdout.startswith("flowchart TD") and "-.->" in tree.stdout
+    explained = run_cli(demo_project, "explain", "--grain", "week", "--period", warehouse.dip_week.isoformat())
+    assert explained.returncode == 0, explained.stderr
+    assert f"({DRIVER}) was the main driver" in explained.stdout and "RED: Support tickets per order" in explained.stdout
+    card = run_cli(demo_project, "scorecard", "--format", "markdown")
+    assert card.returncode == 0, card.stderr
+    assert card.stdout.startswith("**North Star scorecard**")
+    bad = run_cli(demo_project, "scorecard", "--period", "1999-01-04")
+    assert bad.returncode == 2 and "hint: weeks built:" in bad.stderr and "Traceback" not in bad.stderr
