@@ -297,3 +297,34 @@ def test_demo_contributions_add_up_to_the_north_star_change(built_demo) -> None:
     assert len(checked) >= 40
     for grain, period, change, total, _ in checked:
         assert total == pytest.approx(change, rel=1e-9, abs=1e-9), (grain, period)
+
+
+def test_demo_scorecard_contract(built_demo, warehouse) -> None:
+    project, _ = built_demo
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(project.scorecard_path)
+    contract = ["metric", "label", "kind", "level", "parent", "edge", "owner", "grain", "period_start", "period_end",
+                "is_complete", "value", "previous_value", "change", "change_pct", "target", "target_pct", "status",
+                "contribution", "contribution_to_nsm", "sparkline", "definition_hash", "run_id", "built_at"]
+    assert set(contract) <= set(table.column_names)
+    assert table.schema.metadata[b"northstar.schema_version"] == b"1"
+    con = duckdb.connect()
+    con.register("card", table)
+    assert con.execute("SELECT count(DISTINCT metric) FROM card WHERE kind = 'north_star'").fetchall() == [(1,)]
+    assert {g for (g,) in con.execute("SELECT DISTINCT grain FROM card").fetchall()} == {"week", "month"}
+    partial = con.execute("SELECT grain, count(DISTINCT period_start) FROM card WHERE NOT is_complete GROUP BY 1").fetchall()
+    assert sorted(partial) == [("month", 1), ("week", 1)]
+    assert {s for (s,) in con.execute("SELECT DISTINCT status FROM card WHERE status IS NOT NULL").fetchall()} == \
+        {"green", "yellow", "red"}
+    assert con.execute("SELECT count(*) FROM card WHERE kind = 'input' AND contribution IS NOT NULL").fetchall()[0][0] > 50
+    assert con.execute("SELECT max(len(sparkline)) FROM card").fetchall() == [(12,)]
+
+
+def test_planted_push_effect_is_found_at_its_lag(built_demo, warehouse) -> None:
+    project, _ = built_demo
+    rows = duckdb.connect().execute(
+        "SELECT lag, r, supported FROM read_parquet($p) WHERE validation = 'hypothesis' AND is_best_lag "
+        "AND child = 'push_click_through_rate' AND grain = 'week'",
+        {"p": str(project.target_dir / "tree_validation.parquet")}).fetchall()
+    assert rows and rows[0][0] == warehouse.push_lag_weeks and rows[0][1] > 0.3 and rows[0][2] is True  # 60k events: noisy
