@@ -393,6 +393,11 @@ def _metric_union(selects: list[tuple[RenderedQuery, exp.Query]]) -> exp.Query:
         if query.to_date:  # rows outside the elapsed span were grouped under NULL
             select = select.where(exp.column("period_start", "m").is_(exp.null()).not_(), copy=False)
         parts.append(select)
+    return union_all(parts)
+
+
+def union_all(parts: list[exp.Query]) -> exp.Query:
+    """UNION ALL of the parts, in order (the parts are consumed, not copied)."""
     union = parts[0]
     for part in parts[1:]:
         union = exp.union(union, part, distinct=False, copy=False)

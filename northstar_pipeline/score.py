@@ -16,6 +16,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from .errors import TreeError
+from .compiling import union_all
 from .formula import contribution_sql, formula_sql
 from .tree import Tree, TreeMetric
 from .types import Direction, Edge, Manifest, MetricKind
@@ -80,12 +81,8 @@ def validate_tree(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tree
 
 
 def verify_formulas(con: duckdb.DuckDBPyConnection, tree: Tree, metrics: list[TreeMetric]) -> list[FormulaCheck]:
-    present = {m.name for m in metrics}
     checks = []
-    for parent in tree.formula_parents:
-        if parent.name not in present or not set(parent.formula.metrics) <= present:
-            continue
-        aliases = {name: f"c{i}" for i, name in enumerate(parent.formula.metrics)}
+    for parent, aliases in _checkable_formulas(tree, metrics):
         value = formula_sql(parent.formula, lambda n: exp.column("value", aliases[n]))
         rel_error = exp.func("abs", exp.column("value", "p") - value.copy()) / exp.func(
             "greatest", exp.func("abs", exp.column("value", "p")), exp.func("abs", value.copy()))
@@ -181,10 +178,7 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, manifest: Manifest, metrics
                    "denominator", "is_to_date").from_(exp.table_(m.node.name, db=m.node.schema, quoted=True))
         for m in metrics
     ]
-    union = parts[0]
-    for part in parts[1:]:
-        union = exp.union(union, part, distinct=False)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _ns_values AS {union.sql('duckdb')}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _ns_values AS {union_all(parts).sql('duckdb')}")
     has_targets = any(n.name == "targets" and n.schema == "seeds" for n in manifest.nodes) and _table_exists(
         con, "seeds", "targets")
     targets = ("SELECT CAST(metric AS VARCHAR) AS metric, CAST(grain AS VARCHAR) AS grain, "
@@ -244,6 +238,13 @@ def _build_base(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> None:
     con.execute("UPDATE _ns_base SET change = value - previous_value")
 
 
+def _checkable_formulas(tree: Tree, metrics: list[TreeMetric]) -> list[tuple[TreeMetric, dict[str, str]]]:
+    """Formula parents built in this database with all their children, and a table alias per child."""
+    present = {m.name for m in metrics}
+    return [(p, {name: f"c{i}" for i, name in enumerate(p.formula.metrics)}) for p in tree.formula_parents
+            if p.name in present and set(p.formula.metrics) <= present]
+
+
 def _join_children(parent: str, aliases: dict[str, str]) -> exp.Select:
     query = exp.select().from_(exp.alias_(exp.to_table("_ns_base"), "p", table=True)).where(
         exp.column("metric", "p").eq(exp.Literal.string(parent)))
@@ -257,12 +258,8 @@ def _join_children(parent: str, aliases: dict[str, str]) -> exp.Select:
 
 
 def _build_contributions(con: duckdb.DuckDBPyConnection, tree: Tree, metrics: list[TreeMetric]) -> None:
-    present = {m.name for m in metrics}
     parts = []
-    for parent in tree.formula_parents:
-        if parent.name not in present or not set(parent.formula.metrics) <= present:
-            continue
-        aliases = {name: f"c{i}" for i, name in enumerate(parent.formula.metrics)}
+    for parent, aliases in _checkable_formulas(tree, metrics):
         shares = contribution_sql(parent.formula, lambda n: exp.column("value", aliases[n]),
                                   lambda n: exp.column("previous_value", aliases[n]))
         for name, share in shares.items():
@@ -270,10 +267,7 @@ def _build_contributions(con: duckdb.DuckDBPyConnection, tree: Tree, metrics: li
                 exp.Literal.string(name).as_("metric"), exp.column("grain", "p"), exp.column("period_start", "p"),
                 exp.cast(share, exp.DataType.Type.DOUBLE).as_("contribution")))
     if parts:
-        union = parts[0]
-        for part in parts[1:]:
-            union = exp.union(union, part, distinct=False)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _ns_contributions AS {union.sql('duckdb')}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _ns_contributions AS {union_all(parts).sql('duckdb')}")
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE _ns_contributions AS "
                     "SELECT NULL::VARCHAR AS metric, NULL::VARCHAR AS grain, NULL::DATE AS period_start, "
