@@ -1,4 +1,4 @@
-{{ config(description='Push notifications sent and clicked.') }}
+{{ config(description='Push notifications sent and clicked.', materialized='view') }}
 select
     event_id,
     user_id,

@@ -1,4 +1,4 @@
-{{ config(description='In-app activity: app opens, searches and add-to-carts.') }}
+{{ config(description='In-app activity: app opens, searches and add-to-carts.', materialized='view') }}
 select
     event_id,
     user_id,

@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from .errors import ExecutionError
 from .plan import Plan
-from .types import CompiledNode, Manifest, NodeKind, NodeResult, Target
+from .types import CompiledNode, Manifest, ModelConfig, NodeKind, NodeResult, Target
 
 Reporter = Callable[[str, dict], None]
 
@@ -77,12 +77,18 @@ def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> NodeResu
     started = time.perf_counter()
     _create_schema(con, node.schema)
     query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")  # cached nodes keep text
-    statement = exp.Create(kind="TABLE", replace=True, this=exp.table_(node.name, db=node.schema, quoted=True),
-                           expression=query)
+    relation = exp.table_(node.name, db=node.schema, quoted=True)
+    kind = "VIEW" if isinstance(node.config, ModelConfig) and node.config.materialized == "view" else "TABLE"
     try:
-        con.execute(statement.sql("duckdb"))
-        rows = con.execute(exp.select(exp.Count(this=exp.Star())).from_(
-            exp.table_(node.name, db=node.schema, quoted=True)).sql("duckdb")).fetchall()[0][0]
+        # A node that changes between table and view must first lose the other kind of object.
+        existing = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? "
+                               "AND table_name = ?", [node.schema, node.name]).fetchall()
+        if existing and (existing[0][0] == "VIEW") != (kind == "VIEW"):
+            other = "VIEW" if existing[0][0] == "VIEW" else "TABLE"
+            con.execute(exp.Drop(kind=other, tables=[relation.copy()]).sql("duckdb"))
+        con.execute(exp.Create(kind=kind, replace=True, this=relation, expression=query).sql("duckdb"))
+        rows = None if kind == "VIEW" else con.execute(
+            exp.select(exp.Count(this=exp.Star())).from_(relation.copy()).sql("duckdb")).fetchall()[0][0]
     except duckdb.Error as exc:
         raise ExecutionError(
             f"DuckDB failed building {node.relation}: {str(exc).strip().splitlines()[0]}",

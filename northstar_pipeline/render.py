@@ -274,7 +274,12 @@ def _build_config(template: TemplateFile, configs: list[tuple[dict[str, Any], in
     kwargs, line = configs[0] if configs else ({}, 1)
     if template.kind is NodeKind.MODEL:
         _check_keys(kwargs, MODEL_CONFIG_KEYS, template, line)
+        materialized = str(kwargs.get("materialized", "table"))
+        if materialized not in ("table", "view"):
+            raise RenderError(f"materialized={materialized!r} is not 'table' or 'view'", path=template.relpath,
+                              line=line)
         return ModelConfig(
+            materialized=materialized,
             schema=str(kwargs.get("schema", "staging")),
             tags=_strings(kwargs.get("tags", ())),
             description=str(kwargs.get("description", "")),

@@ -121,6 +121,7 @@ class ModelConfig:
     schema: str = "staging"
     tags: tuple[str, ...] = ()
     description: str = ""
+    materialized: str = "table"  # or "view": computed where it is read, never stored
 
 
 @dataclass(frozen=True, slots=True)
