@@ -108,3 +108,12 @@ def test_model_can_switch_between_table_and_view(demo_project: Path) -> None:
     assert run_cli(demo_project, "build").returncode == 0
     con = db.connect(str(demo_project / "target" / "dev.duckdb"), read_only=True)
     assert con.execute(kind).fetchall() == [("BASE TABLE",)]
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    from northstar_pipeline.cli import cli
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name, command in cli.commands.items():
+        assert command.help, f"{name} has no help text"
+        assert f"northstar {name}" in readme, f"README does not document 'northstar {name}'"
