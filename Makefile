@@ -30,3 +30,9 @@ test: $(BIN)/northstar
 
 clean:
 	rm -rf target data
+
+# Benchmarks (not part of `make test`): build vs hand-written DuckDB vs dbt-duckdb at 1M/10M/100M events and
+# compile at 1,000 metrics; rewrites BENCHMARKS.md and benchmarks/plot.png. About an hour on 2 cores.
+.PHONY: bench
+bench: $(BIN)/northstar
+	$(BIN)/python benchmarks/run.py --sizes 1000000 10000000 100000000
