@@ -130,6 +130,7 @@ def compute_metrics(events_dir: Path, out: Path, *, memory_limit: str = "4GB", t
     config: dict[str, str | int] = {"threads": threads, "memory_limit": memory_limit,
                                     "preserve_insertion_order": False}
     if temp_directory is not None:
+        temp_directory.mkdir(parents=True, exist_ok=True)  # DuckDB creates only the last level
         config["temp_directory"] = str(temp_directory)
     steps: dict[str, float] = {}
     con = duckdb.connect(":memory:", config=config)
