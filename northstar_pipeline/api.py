@@ -23,7 +23,7 @@ from .execute import connect, execute_plan
 from .load import load_project
 from .plan import Plan, Selector, plan_layers
 from .publish import SCORECARD_TABLE, VALIDATION_TABLE, manifest_payload, run_results_payload, write_json, write_table
-from .sources import resolve_as_of
+from .sources import describe_sources, resolve_as_of
 from .tree import build_tree
 from .render import render_project
 from .types import CompiledNode, Manifest, NodeKind, NodeResult, Project, RunResult
@@ -46,10 +46,11 @@ def load(
 
 def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ: Mapping[str, str] | None = None) -> Manifest:
     """Render and compile every node; write compiled SQL and manifest.json under target/."""
+    source_columns = describe_sources(project)  # first: a clear error when a source has no data
     as_of = resolve_as_of(project)
     cache = CompileCache(project.target_dir / ".cache" / "compile.pkl")
     rendered = render_project(project, environ, as_of, cache)
-    manifest = replace(compiling.compile_project(project, rendered, cache), as_of=as_of)
+    manifest = replace(compiling.compile_project(project, rendered, cache, source_columns), as_of=as_of)
     cache.save()
     build_tree(manifest)  # the tree's own rules (formulas name their formula children) are compile errors
     _write_compiled(manifest, DEFAULT_DIALECT)

@@ -24,7 +24,7 @@ from sqlglot.optimizer.qualify import qualify
 from .errors import CompileError
 from .cache import CompileCache, cache_key
 from .render import REF_SCHEMA
-from .sources import describe_source
+from .sources import describe_sources
 from .types import (
     Column,
     CompiledNode,
@@ -50,7 +50,8 @@ _NUMERIC_PREFIXES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTI
                      "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
 
 
-def compile_project(project: Project, rendered: Iterable[RenderedNode], cache: CompileCache | None = None) -> Manifest:
+def compile_project(project: Project, rendered: Iterable[RenderedNode], cache: CompileCache | None = None,
+                    source_columns: dict[tuple[str, str], tuple[Column, ...]] | None = None) -> Manifest:
     rendered = tuple(rendered)
     by_name = {node.name: node for node in rendered}
     order = _topological_order(rendered, {s.name for s in project.seeds})
@@ -58,8 +59,9 @@ def compile_project(project: Project, rendered: Iterable[RenderedNode], cache: C
     shadow = Shadow()
     try:
         compiled: list[CompiledNode] = []
+        source_columns = source_columns if source_columns is not None else describe_sources(project)
         for source in project.sources:
-            shadow.add(source.source_name, source.table_name, describe_source(source))
+            shadow.add(source.source_name, source.table_name, source_columns[(source.source_name, source.table_name)])
         for seed in project.seeds:
             columns = _describe_seed(seed, project)
             shadow.add("seeds", seed.name, columns)

@@ -33,7 +33,10 @@ def connect(target: Target, read_only: bool = False) -> duckdb.DuckDBPyConnectio
     if not read_only:
         target.database.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return duckdb.connect(str(target.database), read_only=read_only, config=config)
+        con = duckdb.connect(str(target.database), read_only=read_only, config=config)
+        # Sources are scanned by several nodes (three times by the demo's dedupe): keep Parquet footers cached.
+        con.execute("SET parquet_metadata_cache = true")
+        return con
     except duckdb.Error as exc:
         raise ExecutionError(f"cannot open DuckDB database {target.database}: {str(exc).splitlines()[0]}",
                              hint="another process may hold it open; a DuckDB file has one writer") from None

@@ -11,10 +11,20 @@ from .errors import ProjectError, SourceDataError
 from .types import Column, Project, Source
 
 
-def describe_source(source: Source) -> tuple[Column, ...]:
+def describe_sources(project: Project) -> dict[tuple[str, str], tuple[Column, ...]]:
+    """Every source's columns, read once per compile from the Parquet footers."""
+    con = duckdb.connect(":memory:")
+    try:
+        return {(s.source_name, s.table_name): describe_source(s, con) for s in project.sources}
+    finally:
+        con.close()
+
+
+def describe_source(source: Source, con: duckdb.DuckDBPyConnection | None = None) -> tuple[Column, ...]:
     """Read the source's schema from its Parquet files (footers only)."""
     try:
-        relation = duckdb.connect(":memory:").read_parquet(source.location, hive_partitioning=source.hive_partitioning)
+        relation = (con or duckdb.connect(":memory:")).read_parquet(source.location,
+                                                                    hive_partitioning=source.hive_partitioning)
     except duckdb.Error as exc:
         raise SourceDataError(
             f"no data for source '{source.source_name}.{source.table_name}' at {source.location}: {str(exc).strip().splitlines()[0]}",
@@ -35,17 +45,18 @@ def resolve_as_of(project: Project) -> datetime | None:
             raise ProjectError(f"var as_of={override!r} is not an ISO date or timestamp", path=project.profiles_path,
                                hint="e.g. --vars '{as_of: 2026-11-18T23:59:59}'") from None
     latest: datetime | None = None
+    con = duckdb.connect(":memory:")
     for source in project.sources:
         if not source.loaded_at_field:
             continue
-        describe_source(source)  # a clear error when the data is missing
+        describe_source(source, con)  # a clear error when the data is missing
         scan = exp.Anonymous(this="read_parquet", expressions=[
             exp.Literal.string(source.location),
             exp.EQ(this=exp.var("hive_partitioning"), expression=exp.Boolean(this=source.hive_partitioning))])
         query = exp.select(exp.cast(exp.Max(this=exp.column(source.loaded_at_field, quoted=True)),
                                     exp.DataType.Type.TIMESTAMP)).from_(scan)
         try:
-            value = duckdb.connect(":memory:").execute(query.sql("duckdb")).fetchall()[0][0]
+            value = con.execute(query.sql("duckdb")).fetchall()[0][0]
         except duckdb.Error as exc:
             raise SourceDataError(
                 f"cannot read max({source.loaded_at_field}) of source '{source.source_name}.{source.table_name}': "
