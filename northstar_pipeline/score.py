@@ -294,7 +294,8 @@ WITH scored AS (
     FROM scored
 ), banded AS (
     SELECT *,
-        CASE WHEN target IS NULL OR value IS NULL THEN NULL
+        -- A partial period is never judged against a full period's target; its trend judges it.
+        CASE WHEN target IS NULL OR value IS NULL OR NOT is_complete THEN NULL
              WHEN direction = 'lower_is_better' THEN
                  CASE WHEN value <= target THEN 'green' WHEN value <= target * (1 + $target_yellow) THEN 'yellow' ELSE 'red' END
              ELSE CASE WHEN value >= target THEN 'green' WHEN value >= target * (1 - $target_yellow) THEN 'yellow' ELSE 'red' END

@@ -330,3 +330,16 @@ def test_planted_push_effect_is_found_at_its_lag(built_demo, warehouse) -> None:
         "AND child = 'push_click_through_rate' AND grain = 'week'",
         {"p": str(project.target_dir / "tree_validation.parquet")}).fetchall()
     assert rows and rows[0][0] == warehouse.push_lag_weeks and rows[0][1] > 0.3 and rows[0][2] is True  # 60k events: noisy
+
+
+def test_partial_period_is_not_judged_against_a_full_period_target(tmp_path: Path) -> None:
+    weeks = [MON + timedelta(weeks=k) for k in range(2)]
+    orders = [(at(weeks[0]), u) for u in range(10)] + [(at(weeks[1]), u) for u in range(3)]
+    events = write_events(tmp_path / "events", orders, [])
+    targets = f"weekly_orders,week,{weeks[1]},10\n"
+    root = starter_on(tmp_path, events, as_of=f"{weeks[1]}T12:00:00", targets=targets)
+    api.build(api.load(root))
+    row = card(root)[("weekly_orders", weeks[1])]
+    assert row["is_complete"] is False and row["target_pct"] == pytest.approx(0.3)
+    # 3 orders by Monday noon against 10 by the previous Monday noon: the trend says red, not the target.
+    assert row["previous_value"] == 10 and row["status"] == "red" and row["status_basis"] == "trend"
