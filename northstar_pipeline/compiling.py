@@ -13,7 +13,6 @@ import hashlib
 from dataclasses import replace
 from collections.abc import Iterable
 from difflib import get_close_matches
-from pathlib import Path
 
 import duckdb
 import sqlglot
@@ -28,7 +27,6 @@ from .sources import describe_sources
 from .types import (
     Column,
     CompiledNode,
-    Grain,
     Manifest,
     MetricConfig,
     MetricKind,
@@ -38,7 +36,6 @@ from .types import (
     RenderedNode,
     RenderedQuery,
     Seed,
-    Source,
 )
 
 METRIC_REQUIRED = ("period_start", "value")

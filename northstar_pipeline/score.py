@@ -19,7 +19,7 @@ from .errors import TreeError
 from .compiling import union_all
 from .formula import contribution_sql, formula_sql
 from .tree import Tree, TreeMetric
-from .types import Direction, Edge, Manifest, MetricKind
+from .types import Manifest, MetricKind
 
 FORMULA_TOLERANCE = 1e-9  # relative
 ZERO = 1e-12  # absolute: below this both sides count as zero
