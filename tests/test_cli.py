@@ -117,3 +117,12 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
     for name, command in cli.commands.items():
         assert command.help, f"{name} has no help text"
         assert f"northstar {name}" in readme, f"README does not document 'northstar {name}'"
+
+
+def test_readme_metric_example_builds(demo_project: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## A metric file, line by line"):]
+    example = section[section.index("```sql\n") + len("```sql\n"):section.index("```\n", section.index("```sql\n") + 7)]
+    (demo_project / "metrics" / "orders_per_customer.sql").write_text(example)
+    result = run_cli(demo_project, "build")
+    assert result.returncode == 0, result.stderr
