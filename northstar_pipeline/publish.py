@@ -49,6 +49,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); a published file must be readable like any other.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
         raise PublishError(f"cannot write {path}: {exc}", hint="check the directory exists and is writable") from None
@@ -98,3 +100,9 @@ def _config_payload(node: CompiledNode) -> dict:
         return {}
     data = asdict(node.config)
     return {k: (v.value if hasattr(v, "value") else v) for k, v in data.items()}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

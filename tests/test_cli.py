@@ -126,3 +126,16 @@ def test_readme_metric_example_builds(demo_project: Path) -> None:
     (demo_project / "metrics" / "orders_per_customer.sql").write_text(example)
     result = run_cli(demo_project, "build")
     assert result.returncode == 0, result.stderr
+
+
+def test_published_files_are_readable_by_others(built_demo) -> None:
+    import os
+    import stat
+
+    project, _ = built_demo
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in (project.scorecard_path, project.target_dir / "tree_validation.parquet",
+                 project.target_dir / "run_results.json", project.target_dir / "manifest.json"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == 0o666 & ~mask, (path, oct(mode))
