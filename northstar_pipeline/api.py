@@ -93,6 +93,7 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     plan = plan_layers(manifest, select, exclude)
     report("plan", {"nodes": len(plan.nodes), "layers": len(plan.layers)})
     con = connect(project.target)
+    committed = False
     try:
         con.execute("BEGIN TRANSACTION")
         results = execute_plan(con, manifest, plan, report)
@@ -100,12 +101,16 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
 
         rows = score(con, manifest, build_tree(manifest), run_id, built_at)
         con.execute("COMMIT")
+        committed = True
         if rows:
             write_table(con, SCORECARD_TABLE, project.scorecard_path)
             write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
     except NorthstarError as error:
-        _rollback(con)
-        _write_failed_run(project, run_id, built_at, started, plan, error)
+        if not committed:
+            _rollback(con)
+        # Past the commit only publishing failed: the tables are new, the Parquet files the last good ones.
+        _write_failed_run(project, run_id, built_at, started, plan, error,
+                          node_status="success_unpublished" if committed else "rolled_back")
         raise
     except duckdb.Error as exc:
         _rollback(con)
@@ -155,9 +160,9 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _write_failed_run(project: Project, run_id: str, built_at: str, started: float, plan: Plan,
-                      error: NorthstarError) -> None:
-    """Record a failed run: the transaction rolled back, so no node of this run is kept."""
-    results = tuple(NodeResult(n.name, n.relation, "rolled_back", 0.0, None) for n in plan.nodes)
+                      error: NorthstarError, node_status: str = "rolled_back") -> None:
+    """Record a failed run; before the commit the transaction rolled back, so no node of it is kept."""
+    results = tuple(NodeResult(n.name, n.relation, node_status, 0.0, None) for n in plan.nodes)
     result = RunResult(run_id, built_at, results, None, 0, time.perf_counter() - started, error=str(error))
     try:
         write_json(project.target_dir / "run_results.json", run_results_payload(result))
