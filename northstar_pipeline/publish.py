@@ -43,9 +43,12 @@ def write_json(path: Path, payload: Any) -> None:
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise PublishError(f"cannot write {path}: {exc}", hint="check the directory exists and is writable") from None
     tmp = Path(name)
     try:
         yield tmp

@@ -169,3 +169,16 @@ def test_a_second_build_waits_for_no_one(demo_project: Path) -> None:
         result = run_cli(demo_project, "build")
     assert result.returncode == 4 and "another build" in result.stderr and "Traceback" not in result.stderr
     assert (demo_project / "target" / "scorecard.parquet").read_bytes() == before
+
+
+def test_publish_failure_is_a_data_error_and_keeps_the_last_scorecard(demo_project: Path) -> None:
+    import json
+
+    blocker = demo_project / "published"
+    blocker.write_text("a file where the scorecard's directory should be")
+    edit(demo_project / "profiles.yml", "scorecard_path: target/scorecard.parquet",
+         "scorecard_path: published/scorecard.parquet")
+    result = run_cli(demo_project, "build")
+    assert result.returncode == EXIT_DATA and "cannot write" in result.stderr and "Traceback" not in result.stderr
+    record = json.loads((demo_project / "target" / "run_results.json").read_text())
+    assert record["status"] == "error" and {r["status"] for r in record["results"]} == {"success_unpublished"}
