@@ -122,7 +122,8 @@ _HYPOTHESIS_SQL = """
 WITH changes AS (
     SELECT metric, grain, period_start,
            row_number() OVER w AS idx,
-           value / nullif(lag(value) OVER w, 0) - 1 AS change
+           -- relative to the magnitude: a metric below zero (minutes early) must not flip the sign
+           (value - lag(value) OVER w) / nullif(abs(lag(value) OVER w), 0) AS change
     FROM _ns_base
     WHERE is_complete
     WINDOW w AS (PARTITION BY metric, grain ORDER BY period_start)

@@ -343,3 +343,23 @@ def test_partial_period_is_not_judged_against_a_full_period_target(tmp_path: Pat
     assert row["is_complete"] is False and row["target_pct"] == pytest.approx(0.3)
     # 3 orders by Monday noon against 10 by the previous Monday noon: the trend says red, not the target.
     assert row["previous_value"] == 10 and row["status"] == "red" and row["status_basis"] == "trend"
+
+
+def test_hypothesis_changes_are_relative_to_magnitude_for_negative_metrics(tmp_path: Path) -> None:
+    """A metric below zero (here minus the order count) must correlate -1 with the orders it mirrors."""
+    counts = [5, 9, 4, 12, 7, 15, 6, 11, 8, 14]
+    weeks = [MON + timedelta(weeks=k) for k in range(len(counts))]
+    orders = [(at(w), u) for w, n in zip(weeks, counts) for u in range(n)]
+    events = write_events(tmp_path / "events", orders, [])
+    root = starter_on(tmp_path, events, as_of=f"{weeks[-1] + timedelta(days=7)}T00:00:00")
+    (root / "metrics" / "minus_orders.sql").write_text(
+        "{{ config(kind='input', parent='weekly_orders', edge='hypothesis', dimension='depth', owner='Test',"
+        " direction='lower_is_better') }}\n"
+        "select {{ period('placed_at') }} as period_start, -count(*) as value from {{ ref('stg_orders') }} group by 1\n")
+    project = api.load(root)
+    api.build(project)
+    rows = duckdb.connect().execute(
+        "SELECT r, supported FROM read_parquet($p) WHERE child = 'minus_orders' AND grain = 'week' AND lag = 0",
+        {"p": str(project.target_dir / "tree_validation.parquet")}).fetchall()
+    assert rows[0][0] == pytest.approx(-1.0, abs=1e-9)
+    assert rows[0][1] is True  # opposite directions, opposite moves: the hypothesis holds
