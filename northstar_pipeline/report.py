@@ -23,7 +23,6 @@ from datetime import date
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -182,10 +181,11 @@ def period_rows(card: pa.Table, grain: str, period: str | None, *, complete_only
                              hint=f"grains built: {', '.join(grains) or 'none (run northstar build)'}")
         periods = con.execute(_PERIODS_SQL, {"grain": grain}).fetchall()
         chosen = _choose_period(periods, grain, period, complete_only)
+        rows = con.sql("SELECT * FROM card WHERE grain = $grain AND period_start = $period",
+                       params={"grain": grain, "period": chosen})
+        return rows.to_arrow_table().to_pylist()  # scorecard order is kept: the scan is not reordered
     finally:
         con.close()
-    mask = pc.and_(pc.equal(card["grain"], grain), pc.equal(card["period_start"], pa.scalar(chosen, pa.date32())))
-    return card.filter(mask).to_pylist()
 
 
 def _choose_period(periods: list[tuple], grain: str, period: str | None, complete_only: bool) -> date:

@@ -36,7 +36,10 @@ def describe_source(source: Source, con: duckdb.DuckDBPyConnection | None = None
 
 
 def resolve_as_of(project: Project) -> datetime | None:
-    """The `as_of` var if set, else the latest loaded_at_field over the sources that declare one."""
+    """The `as_of` var if set, else the latest loaded_at_field over the sources that declare one.
+
+    Call describe_sources first: it gives the clear error for a source without data.
+    """
     override = project.var_map.get("as_of")
     if override:
         try:
@@ -49,7 +52,6 @@ def resolve_as_of(project: Project) -> datetime | None:
     for source in project.sources:
         if not source.loaded_at_field:
             continue
-        describe_source(source, con)  # a clear error when the data is missing
         scan = exp.Anonymous(this="read_parquet", expressions=[
             exp.Literal.string(source.location),
             exp.EQ(this=exp.var("hive_partitioning"), expression=exp.Boolean(this=source.hive_partitioning))])
