@@ -67,6 +67,7 @@ def build(
     exclude: tuple[Selector, ...] = (),
     report: Reporter | None = None,
     environ: Mapping[str, str] | None = None,
+    state: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Compile, execute the selected nodes in one transaction, then publish the scorecard."""
     report = report or (lambda event, payload: None)
@@ -78,19 +79,19 @@ def build(
         raise LockedError("another build of this project is running", path=project.target_dir / ".northstar.lock",
                           hint="wait for it to finish; a build holds this lock while it runs") from None
     try:
-        return _build_locked(project, select, exclude, report, environ)
+        return _build_locked(project, select, exclude, report, environ, state)
     finally:
         lock.release()
 
 
 def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple[Selector, ...], report: Reporter,
-                  environ: Mapping[str, str] | None) -> RunResult:
+                  environ: Mapping[str, str] | None, state: Mapping[str, str] | None) -> RunResult:
     started = time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
     report("build_start", {"run_id": run_id, "project": project.name, "target": project.target.name})
     manifest = compile_project(project, environ=environ)
-    plan = plan_layers(manifest, select, exclude)
+    plan = plan_layers(manifest, select, exclude, state)
     report("plan", {"nodes": len(plan.nodes), "layers": len(plan.layers)})
     con = connect(project.target)
     committed = False

@@ -14,7 +14,7 @@ import click
 from . import api
 from .errors import EXIT_DATA, EXIT_PROJECT, EXIT_USAGE, NorthstarError
 from .load import parse_cli_vars
-from .plan import parse_selectors, plan_layers
+from .plan import load_state, parse_selectors, plan_layers
 
 
 def _project_options(func: Callable) -> Callable:
@@ -54,13 +54,17 @@ def compile(project: Any, dialect: str) -> None:
 @click.option("--exclude", multiple=True, help="Selectors to leave out.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one JSON object per line, for schedulers.")
-def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str) -> None:
+@click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
+              help="target/ of an earlier run, for state:modified and state:new selectors.")
+def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str,
+          state_dir: str | None) -> None:
     """Build the selected nodes into DuckDB and publish the scorecard."""
     from .progress import Reporter
 
     reporter = Reporter(log_format)
     try:
-        result = api.build(project, select=parse_selectors(select), exclude=parse_selectors(exclude), report=reporter)
+        result = api.build(project, select=parse_selectors(select), exclude=parse_selectors(exclude), report=reporter,
+                           state=load_state(state_dir) if state_dir else None)
     finally:
         reporter.close()  # a failed build must not leave the live bar drawn over the error
     if log_format == "text" and result.scorecard_path:
@@ -71,10 +75,13 @@ def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_f
 @_project_options
 @click.option("--select", "-s", multiple=True, help="Selectors: name, +name, name+, tag:x, kind:metric.")
 @click.option("--output", type=click.Choice(["name", "path", "json"]), default="name", show_default=True)
-def ls(project: Any, select: tuple[str, ...], output: str) -> None:
+@click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
+              help="target/ of an earlier run, for state:modified and state:new selectors.")
+def ls(project: Any, select: tuple[str, ...], output: str, state_dir: str | None) -> None:
     """List nodes in build order."""
+    state = load_state(state_dir) if state_dir else None  # read before compiling rewrites target/manifest.json
     manifest = api.compile_project(project)
-    for node in plan_layers(manifest, parse_selectors(select)).nodes:
+    for node in plan_layers(manifest, parse_selectors(select), state=state).nodes:
         if output == "json":
             click.echo(json.dumps({"name": node.name, "kind": node.kind.value, "relation": node.relation,
                                    "path": node.relpath.as_posix(), "depends_on": list(node.depends_on)}))

@@ -139,3 +139,32 @@ def test_published_files_are_readable_by_others(built_demo) -> None:
                  project.target_dir / "run_results.json", project.target_dir / "manifest.json"):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == 0o666 & ~mask, (path, oct(mode))
+
+
+def test_state_modified_selects_what_changed_since_a_run(demo_project: Path, tmp_path: Path) -> None:
+    import shutil
+
+    state = tmp_path / "prod-target"
+    shutil.copytree(demo_project / "target", state)
+    assert run_cli(demo_project, "ls", "--select", "state:modified", "--state", str(state)).stdout == ""
+    path = demo_project / "metrics" / "push_click_through_rate.sql"
+    path.write_text(path.read_text().replace("owner='Engagement'", "owner='Growth'"))  # a config change
+    model = demo_project / "models" / "stg_tickets.sql"
+    model.write_text(model.read_text().replace("occurred_at as opened_at", "occurred_at as opened_at, order_id as about"))
+    (demo_project / "metrics" / "tickets_total.sql").write_text(
+        "{{ config(kind='input', parent='support_tickets_per_order', edge='hypothesis', owner='CX', dimension='depth') }}\n"
+        "select {{ period('opened_at') }} as period_start, count(*) as value from {{ ref('stg_tickets') }} group by 1\n")
+    names = lambda out: sorted(line.split()[-1] for line in out.splitlines())  # noqa: E731
+    modified = run_cli(demo_project, "ls", "--select", "state:modified", "--state", str(state))
+    assert modified.returncode == 0, modified.stderr
+    # an input under a counter-metric sits one level below it: inputs_l1
+    assert names(modified.stdout) == ["inputs_l1.tickets_total", "inputs_l2.push_click_through_rate",
+                                      "staging.stg_tickets"]
+    new = run_cli(demo_project, "ls", "--select", "state:new", "--state", str(state))
+    assert names(new.stdout) == ["inputs_l1.tickets_total"]
+    downstream = run_cli(demo_project, "ls", "--select", "state:modified+", "--state", str(state))
+    assert "counter.support_tickets_per_order" in downstream.stdout
+    built = run_cli(demo_project, "build", "--select", "state:modified+", "--state", str(state))
+    assert built.returncode == 0, built.stderr
+    missing = run_cli(demo_project, "ls", "--select", "state:modified")
+    assert missing.returncode == 2 and "--state" in missing.stderr
