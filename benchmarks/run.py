@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         _write_outputs(results, args)
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
+    byte_compile_package()
     results: dict = {
         "started_at": _now(), "machine": machine_info(), "versions": versions(),
         "settings": {"sizes": args.sizes, "runs": args.runs, "single_run_from": args.single_run_from,
@@ -91,6 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     failed = results["errors"] or not results["values_equal"]
     _log(f"values equal: {results['values_equal']}; errors: {len(results['errors'])}; results: {args.results}")
     return 1 if failed else 0
+
+
+def byte_compile_package() -> None:
+    """Write northstar_pipeline's .pyc files, as installing a wheel does.
+
+    An editable install under PYTHONDONTWRITEBYTECODE=1 (set on this machine) would otherwise
+    recompile every module from source in each timed process, about 0.1 s that no user pays.
+    """
+    package = HERE.parent / "northstar_pipeline"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
