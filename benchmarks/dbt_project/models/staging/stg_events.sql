@@ -1,10 +1,9 @@
--- Raw events, deduplicated: a re-delivered event keeps its first landing.
+-- Raw events, deduplicated: a re-delivered event keeps its first landing (landed_at only orders them).
 select
     event_id,
     user_id,
     event_type,
     occurred_at,
-    landed_at,
     order_id,
     items,
     promised_at,
