@@ -163,6 +163,43 @@ def init(directory: str, events: int) -> None:
     click.echo(f"created {root}\nnext: cd {directory} && northstar build")
 
 
+@cli.command()
+@click.argument("base")
+@click.argument("head", required=False)
+@click.option("--project-dir", default=".", type=click.Path(file_okay=False), help="Project root (default: .).")
+@click.option("--profiles-dir", default=None, type=click.Path(file_okay=False),
+              help="Directory holding profiles.yml (default: the project dir).")
+@click.option("--target", "-t", default=None, help="Target in profiles.yml outputs (default: its 'target').")
+@click.option("--vars", "vars_text", default=None, help="YAML mapping overriding vars, e.g. '{events_path: x}'.")
+@click.option("--no-build", is_flag=True, help="Compare definitions only; do not build the two sides.")
+@click.option("--grain", default=None, help="Grain whose numbers are compared (default: the project's first).")
+@click.option("--periods", default=4, show_default=True, type=click.IntRange(min=1),
+              help="How many of the latest periods to compare.")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False),
+              help="Write the report here instead of standard output (e.g. a PR comment body).")
+def diff(base: str, head: str | None, project_dir: str, profiles_dir: str | None, target: str | None,
+         vars_text: str | None, no_build: bool, grain: str | None, periods: int, fmt: str,
+         out_file: str | None) -> None:
+    """Compare the project at git revision BASE with HEAD (default: the working tree).
+
+    Lists the models and metrics whose definitions changed (compiled SQL compared as
+    syntax trees, so comments and formatting do not count) and the metrics downstream of
+    them, then builds both sides in a scratch directory on the same data and compares the
+    latest periods of every metric. Your target/ and warehouse are not touched.
+    """
+    from .diff import diff_project
+    from .diff_markdown import render_markdown, report_payload
+
+    report = diff_project(project_dir, base, head, profiles_dir=profiles_dir, target=target,
+                          vars=parse_cli_vars(vars_text), build=not no_build, grain=grain, periods=periods)
+    text = render_markdown(report) if fmt == "markdown" else json.dumps(report_payload(report), indent=2, default=str)
+    if out_file:
+        Path(out_file).write_text(text if text.endswith("\n") else text + "\n")
+    else:
+        click.echo(text.rstrip("\n"))
+
+
 def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None) -> None:
     from .report import render_scorecard
 
