@@ -160,7 +160,7 @@ def compare_manifests(base: Manifest, head: Manifest) -> tuple[NodeChange, ...]:
             (key, configs[0][name].get(key), configs[1][name].get(key))
             for key in sorted((set(configs[0][name]) | set(configs[1][name])) - {"line"})
             if configs[0][name].get(key) != configs[1][name].get(key))
-        removed, added, text = _sql_changes(old, new)
+        removed, added, text = _seed_changes(old, new) if node.kind is NodeKind.SEED else _sql_changes(old, new)
         if old.definition_hash == new.definition_hash:
             status = "config"
         elif not removed and not added:
@@ -226,6 +226,16 @@ def _sql_changes(old: CompiledNode, new: CompiledNode) -> tuple[tuple[str, ...],
     text = "".join(difflib.unified_diff(old_sql.splitlines(keepends=True), new_sql.splitlines(keepends=True),
                                         fromfile=f"a/{old.relpath.as_posix()}", tofile=f"b/{new.relpath.as_posix()}"))
     return (tuple(s for s in removed if s not in both), tuple(s for s in added if s not in both), text)
+
+
+def _seed_changes(old: CompiledNode, new: CompiledNode) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """A seed is its CSV: the rows only one side has, and the file's unified diff."""
+    old_lines, new_lines = (n.path.read_text().splitlines(keepends=True) for n in (old, new))
+    gone, came = set(old_lines) - set(new_lines), set(new_lines) - set(old_lines)
+    text = "".join(difflib.unified_diff(old_lines, new_lines, fromfile=f"a/{old.relpath.as_posix()}",
+                                        tofile=f"b/{new.relpath.as_posix()}"))
+    return (tuple(line.rstrip("\n") for line in old_lines if line in gone),
+            tuple(line.rstrip("\n") for line in new_lines if line in came), text)
 
 
 def _display_sql(node: CompiledNode) -> str:

@@ -79,7 +79,8 @@ def _details(change: NodeChange) -> list[str]:
         lines += [f"+ {_one_line(sql)}" for sql in change.added_sql[:MAX_CLAUSES]]
         lines.append("```")
     if change.sql_diff:
-        lines += ["", "Compiled SQL:", "", "```diff", change.sql_diff.rstrip("\n"), "```"]
+        what = "The file" if change.kind == "seed" else "Compiled SQL"
+        lines += ["", f"{what}:", "", "```diff", change.sql_diff.rstrip("\n"), "```"]
     lines += ["", "</details>"]
     return lines
 

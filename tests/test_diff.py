@@ -131,3 +131,14 @@ def test_an_error_on_one_side_says_which(repo: Path) -> None:
     result = run_cli(repo, "diff", "HEAD", "--no-build")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "metrics/items_per_order.sql:" in result.stderr and "at working tree: unknown column 'itemz'" in result.stderr
+
+
+def test_a_seed_change_shows_its_rows(repo: Path) -> None:
+    path = repo / "seeds" / "targets.csv"
+    lines = path.read_text().splitlines()
+    changed = lines[1].rsplit(",", 1)[0] + ",1"
+    path.write_text("\n".join([lines[0], changed, *lines[2:]]) + "\n")
+    report = diff_project(repo, "HEAD", build=False)
+    assert [(c.name, c.kind, c.status) for c in report.changes] == [("targets", "seed", "modified")]
+    assert report.changes[0].removed_sql == (lines[1],) and report.changes[0].added_sql == (changed,)
+    assert "\n+" + changed in report.changes[0].sql_diff
