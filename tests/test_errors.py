@@ -182,3 +182,38 @@ def test_publish_failure_is_a_data_error_and_keeps_the_last_scorecard(demo_proje
     assert result.returncode == EXIT_DATA and "cannot write" in result.stderr and "Traceback" not in result.stderr
     record = json.loads((demo_project / "target" / "run_results.json").read_text())
     assert record["status"] == "error" and {r["status"] for r in record["results"]} == {"success_unpublished"}
+
+
+@pytest.mark.parametrize("kill_at", ["staging.stg_orders", "north_star.on_time_orders"])
+def test_a_build_killed_mid_way_loses_nothing(demo_project: Path, scorecard_bytes: bytes, kill_at: str) -> None:
+    """SIGKILL in the middle of a build (no cleanup runs): the last good tables and scorecard stay."""
+    import json
+    import signal
+
+    import duckdb
+
+    db = demo_project / "target" / "dev.duckdb"
+    con = duckdb.connect(str(db), read_only=True)
+    before = con.execute("SELECT count(*), sum(value) FROM north_star.on_time_orders").fetchall()
+    con.close()
+    # a different definition (more orders count as on time), so a half-applied build would show
+    edit(demo_project / "profiles.yml", "on_time_grace_minutes: 0 ", "on_time_grace_minutes: 30 ")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "northstar_pipeline", "build", "--log-format", "json", "--project-dir", str(demo_project)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    for line in process.stderr:
+        if line.startswith("{") and json.loads(line).get("relation") == kill_at:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert (demo_project / "target" / "scorecard.parquet").read_bytes() == scorecard_bytes
+    con = duckdb.connect(str(db), read_only=True)  # opens, and replays nothing of the killed transaction
+    assert con.execute("SELECT count(*), sum(value) FROM north_star.on_time_orders").fetchall() == before
+    con.close()
+    result = run_cli(demo_project, "build")  # the lock died with the process; the next night's run just works
+    assert result.returncode == 0, result.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    after = con.execute("SELECT count(*), sum(value) FROM north_star.on_time_orders").fetchall()
+    con.close()
+    assert after[0][0] == before[0][0] and after[0][1] > before[0][1]
