@@ -93,7 +93,7 @@ def ls(project: Any, select: tuple[str, ...], output: str, state_dir: str | None
 @_project_options
 @click.option("--grain", default=None, help="Grain to show (default: the project's first).")
 @click.option("--period", default=None, help="Period start (YYYY-MM-DD) to show (default: the latest).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown", "html"]), default="table",
               show_default=True)
 def scorecard(project: Any, grain: str | None, period: str | None, fmt: str) -> None:
     """Show the published scorecard."""
@@ -203,7 +203,8 @@ def diff(base: str, head: str | None, project_dir: str, profiles_dir: str | None
 def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None) -> None:
     from .report import render_scorecard
 
-    click.echo(render_scorecard(api.read_scorecard(project), grain=grain, fmt=fmt, period=period))
+    card = api.read_scorecard(project)
+    click.echo(render_scorecard(card, grain=grain, fmt=fmt, period=period, project=project.name))
 
 
 def main() -> None:

@@ -6,8 +6,8 @@ after the metric it guards. Values, comparisons and statuses are the scorecard's
 is recomputed here. A partial period says so in the title: it is compared with the same
 elapsed span of the previous period, never with a full one.
 
-Formats: ``table`` (rich; status coloured on a terminal, a word otherwise), ``json``, ``csv``
-and ``markdown`` (a GitHub table fit for a pull-request comment).
+Formats: ``table`` (rich; status coloured on a terminal, a word otherwise), ``json``, ``csv``,
+``markdown`` (a GitHub table fit for a pull-request comment) and ``html`` (one self-contained page).
 
 The helpers below the renderers (``period_rows``, ``tree_order``, ``format_value``...) are shared
 with ``views`` (the tree picture) and ``explain`` (the words).
@@ -31,7 +31,7 @@ from rich.text import Text
 from .errors import UsageError
 from .types import Threshold
 
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = ("table", "json", "csv", "markdown", "html")
 STATUS_STYLE = {"green": "green", "yellow": "yellow", "red": "bold red"}
 STATUS_EMOJI = {"green": "🟢", "yellow": "🟡", "red": "🔴"}
 MARKER = {"formula": "━", "hypothesis": "┄", "guardrail": "⛨"}
@@ -58,7 +58,7 @@ def scorecard_rows(card: pa.Table, grain: str, period: str | None) -> list[dict]
 
 
 def render_scorecard(card: pa.Table, *, grain: str, fmt: str = "table", period: str | None = None,
-                     color: bool | None = None) -> str:
+                     color: bool | None = None, project: str | None = None) -> str:
     """The review table as text; ``color`` (default: stdout is a terminal) keeps ANSI colours in ``table``."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown scorecard format '{fmt}'", hint=f"formats: {', '.join(FORMATS)}")
@@ -69,6 +69,10 @@ def render_scorecard(card: pa.Table, *, grain: str, fmt: str = "table", period: 
         return _csv(rows)
     if fmt == "markdown":
         return _markdown(rows)
+    if fmt == "html":
+        from .html_report import render_html  # it imports this module's helpers
+
+        return render_html(rows, project=project)
     return _table(rows, Console().is_terminal if color is None else color)
 
 
