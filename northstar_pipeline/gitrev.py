@@ -23,7 +23,7 @@ def export_revision(project_dir: Path, revision: str, dest: Path) -> Path:
     result = subprocess.run(["git", "archive", "--format=tar", commit, "--", *pathspec], cwd=top,
                             capture_output=True)
     if result.returncode != 0:
-        raise ProjectError(f"the project folder '{prefix}' does not exist at {revision} ({commit[:12]})",
+        raise ProjectError(f"the project folder '{prefix}' does not exist in this revision",
                            hint="pick a revision where the project existed")
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(result.stdout)) as archive:
