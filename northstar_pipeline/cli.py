@@ -115,7 +115,8 @@ def lint(project: Any, fmt: str) -> None:
 
 @cli.command()
 @_project_options
-@click.option("--format", "fmt", type=click.Choice(["rich", "mermaid", "dot"]), default="rich", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["rich", "mermaid", "dot", "svg"]), default="rich",
+              show_default=True)
 @click.option("--grain", default=None, help="Grain whose latest values are shown (default: the project's first).")
 def tree(project: Any, fmt: str, grain: str | None) -> None:
     """Draw the metric tree: formula edges solid, hypothesis edges dotted, guardrails marked."""

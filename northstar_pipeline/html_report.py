@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from .report import format_pct, format_value, period_title, status_word
+from .tree_svg import render_svg
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328; margin: 2rem; }
@@ -26,6 +27,7 @@ tr.kind-counter td.metric { font-style: italic; }
 .pill { display: inline-block; padding: 0 .55rem; border-radius: 1rem; font-size: .8rem; color: #fff; }
 .pill.green { background: #1a7f37; } .pill.yellow { background: #9a6700; } .pill.red { background: #cf222e; }
 .marker { color: #59636e; }
+figure { margin: 0 0 1.5rem; overflow-x: auto; }
 svg.spark polyline { fill: none; stroke: #0969da; stroke-width: 1.5; }
 svg.spark circle { fill: #0969da; }
 """
@@ -56,6 +58,7 @@ def render_html(rows: Sequence[Mapping], project: str | None = None) -> str:
 <h1>{escape(heading)}</h1>
 <p class="period">{escape(title)}</p>
 <p class="meta">{escape(meta)}</p>
+<figure>{render_svg(rows) if rows else ""}</figure>
 <table>
 <thead><tr><th>Metric</th><th>Value</th><th>Previous</th><th>Change</th><th>Target %</th><th>Status</th><th>Trend</th><th>Owner</th></tr></thead>
 <tbody>

@@ -1,4 +1,4 @@
-"""Pictures of the metric tree: a terminal tree (rich), Mermaid and Graphviz DOT.
+"""Pictures of the metric tree: a terminal tree (rich), Mermaid, Graphviz DOT and a standalone SVG.
 
 The tree comes from the compiled project (so it draws even before the first build); when a
 scorecard has been published, each metric carries its latest value for the grain, change %,
@@ -34,7 +34,7 @@ from .report import (STATUS_STYLE, export, format_pct, format_value, period_rows
 from .tree import Tree, TreeMetric, build_tree
 from .types import MetricKind, Project
 
-FORMATS = ("rich", "mermaid", "dot")
+FORMATS = ("rich", "mermaid", "dot", "svg")
 STATUS_FILL = {"green": "#d4edda", "yellow": "#fff3cd", "red": "#f8d7da"}
 STATUS_STROKE = {"green": "#2e7d32", "yellow": "#b8860b", "red": "#c62828"}
 NO_STATUS_FILL, NO_STATUS_STROKE = "#eeeeee", "#777777"
@@ -80,6 +80,8 @@ def render_tree(project: Project, *, fmt: str, grain: str, color: bool | None = 
         return _mermaid(nodes, title)
     if fmt == "dot":
         return _dot(nodes, title)
+    if fmt == "svg":
+        return _svg(nodes, title)
     return _rich(nodes, title, Console().is_terminal if color is None else color)
 
 
@@ -256,6 +258,22 @@ def _dot(nodes: list[_Node], title: str) -> str:
                              f"label={_dot_str('hypothesis: ' + _hypothesis_note(child))}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+# SVG -------------------------------------------------------------------------------------------------
+
+def _svg(nodes: list[_Node], title: str) -> str:
+    from .tree_svg import render_svg
+
+    rows = []
+    for node in nodes:
+        config = node.metric.config
+        facts = {"metric": node.name, "label": node.label, "kind": node.metric.kind.value,
+                 "parent": config.parent or config.guard, "edge": config.edge.value if config.edge else None,
+                 "owner": config.owner, "unit": config.unit}
+        rows.append({**facts, **{k: node.row.get(k) for k in ("value", "change_pct", "status", "guardrail_breached")}}
+                    if node.row else facts)
+    return render_svg(rows, title=f"Metric tree · {title}")
 
 
 def _dot_str(text: str) -> str:

@@ -73,6 +73,27 @@ def test_dot_tree(built_demo) -> None:
     assert text.count("[label=") == len(metric_names(project))
 
 
+def test_svg_tree(built_demo) -> None:
+    import xml.etree.ElementTree as ET
+
+    project, _ = built_demo
+    text = render_tree(project, fmt="svg", grain="week")
+    svg = ET.fromstring(text)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    boxes = {g.get("data-metric"): g for g in svg.iterfind(".//s:g[@class='metric']", ns)}
+    latest = card_rows(project, "SELECT metric, status FROM CARD WHERE grain = 'week' AND period_start = "
+                                "(SELECT max(period_start) FROM CARD WHERE grain = 'week')", {})
+    assert {m: boxes[m].get("data-status") for m, _ in latest} == dict(latest) and len(boxes) == len(latest)
+    edges = [e.get("class") for e in svg.iterfind(".//s:path", ns)]
+    tree = build_tree(api.compile_project(project))
+    assert len(edges) == len(tree.metrics) - 1  # one edge into every metric but the North Star
+    assert edges.count("edge guardrail") == sum(m.kind.value == "counter" for m in tree.metrics)
+    assert edges.count("edge formula") == sum(m.config.edge is not None and m.config.edge.value == "formula"
+                                              for m in tree.metrics if m.kind.value == "input")
+    xs = [(float(r.get("x")), float(r.get("y"))) for r in svg.iterfind(".//s:rect", ns)]
+    assert len(set(xs)) == len(xs)  # no two boxes on the same spot
+
+
 def test_rich_tree(built_demo) -> None:
     project, _ = built_demo
     text = render_tree(project, fmt="rich", grain="week", color=False)
@@ -121,7 +142,7 @@ def test_scorecard_order_and_partial_period(built_demo, card) -> None:
     assert re.search(rf"On-time orders\s+{nsm_value:,.0f}\s+{nsm_prev:,.0f}", table)
 
 
-@pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown"])
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown", "html"])
 def test_scorecard_formats(built_demo, card, warehouse, fmt: str) -> None:
     project, _ = built_demo
     period = warehouse.dip_week.isoformat()
@@ -144,6 +165,10 @@ def test_scorecard_formats(built_demo, card, warehouse, fmt: str) -> None:
         assert "On-time orders **(North Star)**" in lines[2] and "Support tickets per order" in lines[3]
         assert "🔴 red (breached)" in lines[3]
         assert len(lines) == len(expected) + 2
+    elif fmt == "html":  # cells are checked against the Parquet in test_html.py
+        assert text.startswith("<!doctype html>") and f"week of {period} .. " in text
+        assert text.count("<tr class=") == len(expected) and '<svg xmlns="http://www.w3.org/2000/svg" class="tree"' in text
+        assert "red (breached)" in text
     else:
         assert f"week of {period} .. " in text and "(compared with the previous week)" in text
         assert "red (breached)" in text and "partial" not in text
