@@ -12,11 +12,11 @@ from html import escape
 
 from .report import format_pct, format_value, status_word
 
-BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 200, 66, 24, 56, 16
+BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 224, 66, 20, 56, 16
 FILL = {"green": "#dafbe1", "yellow": "#fff8c5", "red": "#ffebe9"}
 STROKE = {"green": "#1a7f37", "yellow": "#9a6700", "red": "#cf222e"}
 NO_FILL, NO_STROKE = "#f6f8fa", "#8c959f"
-MAX_LABEL = 28
+MAX_LABEL, MAX_NOTE = 30, 38  # characters that fit a box at 12 px and 11 px
 
 
 def render_svg(rows: Sequence[Mapping], title: str = "") -> str:
@@ -95,11 +95,11 @@ def _box(row: Mapping, x: float, y: float) -> str:
     status = row.get("status")
     fill, stroke = FILL.get(status or "", NO_FILL), STROKE.get(status or "", NO_STROKE)
     width = 3 if row["kind"] == "north_star" else 1.5
-    label = row["label"] if len(row["label"]) <= MAX_LABEL else row["label"][:MAX_LABEL - 1] + "…"
-    marker = {"north_star": "★ ", "counter": "⛨ "}.get(row["kind"], "")
+    label = _fit(row["label"], MAX_LABEL)
+    marker = "★ " if row["kind"] == "north_star" else ""  # a counter-metric is marked by its dashed red edge
     line2 = (f"{format_value(row.get('value'), row.get('unit') or '')} · {format_pct(row.get('change_pct'))}"
              if "value" in row else "not built yet")
-    line3 = " · ".join(p for p in (status_word(row) if status else "", row.get("owner") or "") if p)
+    line3 = _fit(" · ".join(p for p in (status_word(row) if status else "", row.get("owner") or "") if p), MAX_NOTE)
     dash = ' stroke-dasharray="6 3"' if row["kind"] == "counter" else ""
     cx = x + BOX_W / 2
     return (f'<g class="metric" data-metric="{escape(row["metric"])}" data-status="{escape(status or "")}">'
@@ -110,3 +110,7 @@ def _box(row: Mapping, x: float, y: float) -> str:
             f'<text x="{cx:.0f}" y="{y + 38:.0f}" text-anchor="middle">{escape(line2)}</text>'
             f'<text x="{cx:.0f}" y="{y + 55:.0f}" text-anchor="middle" fill="#59636e" font-size="11">'
             f'{escape(line3)}</text></g>')
+
+
+def _fit(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
