@@ -68,8 +68,12 @@ def build(
     report: Reporter | None = None,
     environ: Mapping[str, str] | None = None,
     state: Mapping[str, str] | None = None,
+    full_refresh: bool = False,
 ) -> RunResult:
-    """Compile, execute the selected nodes in one transaction, then publish the scorecard."""
+    """Compile, execute the selected nodes in one transaction, then publish the scorecard.
+
+    ``full_refresh`` rebuilds incremental models from scratch instead of adding a batch.
+    """
     report = report or (lambda event, payload: None)
     project.target_dir.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(str(project.target_dir / ".northstar.lock"))
@@ -79,13 +83,14 @@ def build(
         raise LockedError("another build of this project is running", path=project.target_dir / ".northstar.lock",
                           hint="wait for it to finish; a build holds this lock while it runs") from None
     try:
-        return _build_locked(project, select, exclude, report, environ, state)
+        return _build_locked(project, select, exclude, report, environ, state, full_refresh)
     finally:
         lock.release()
 
 
 def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple[Selector, ...], report: Reporter,
-                  environ: Mapping[str, str] | None, state: Mapping[str, str] | None) -> RunResult:
+                  environ: Mapping[str, str] | None, state: Mapping[str, str] | None,
+                  full_refresh: bool = False) -> RunResult:
     started = time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
@@ -97,7 +102,7 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     committed = False
     try:
         con.execute("BEGIN TRANSACTION")
-        results = execute_plan(con, manifest, plan, report)
+        results = execute_plan(con, manifest, plan, report, full_refresh)
         from .score import score  # pyarrow and the scoring SQL are only needed by a build
 
         rows = score(con, manifest, build_tree(manifest), run_id, built_at)

@@ -56,15 +56,16 @@ def compile(project: Any, dialect: str) -> None:
               help="json: one JSON object per line, for schedulers.")
 @click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
               help="target/ of an earlier run, for state:modified and state:new selectors.")
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
 def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str,
-          state_dir: str | None) -> None:
+          state_dir: str | None, full_refresh: bool) -> None:
     """Build the selected nodes into DuckDB and publish the scorecard."""
     from .progress import Reporter
 
     reporter = Reporter(log_format)
     try:
         result = api.build(project, select=parse_selectors(select), exclude=parse_selectors(exclude), report=reporter,
-                           state=load_state(state_dir) if state_dir else None)
+                           state=load_state(state_dir) if state_dir else None, full_refresh=full_refresh)
     finally:
         reporter.close()  # a failed build must not leave the live bar drawn over the error
     if log_format == "text" and result.scorecard_path:

@@ -111,7 +111,8 @@ class Shadow:
 def _compile_cached(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, project: Project,
                     cache: CompileCache | None) -> CompiledNode:
     reads = _reads(node, schemas)
-    key = cache_key("compile", node.name, node.kind, node.relpath, [(q.grain, q.sql, q.to_date) for q in node.queries],
+    key = cache_key("compile", node.name, node.kind, node.relpath,
+                    [(q.grain, q.sql, q.to_date, q.incremental) for q in node.queries],
                     repr(node.config), schemas[node.name], [(t, shadow.columns(*t)) for t in reads])
     hit = cache.get(key) if cache else None
     if hit is not None:
@@ -131,9 +132,14 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
     sources = {(s.source_name, s.table_name) for s in project.sources}
     template_lines = node.path.read_text().splitlines() if node.path.is_file() else []
     selects: list[tuple[RenderedQuery, exp.Query]] = []
+    batch: tuple[RenderedQuery, exp.Query] | None = None
     for query in node.queries:
         ast = _parse(node, query, template_lines)
         ast = _resolve_tables(ast, node, query, schemas, sources, template_lines)
+        if query.incremental:
+            batch = (query, ast)  # qualified below, once its own table's columns are known
+            continue
+        _check_no_self_read(ast, node, query, schemas)
         if not query.to_date:  # a to-date rendering differs from its grain's only in what period() returns
             _qualify(ast, node, query, shadow.schemas, template_lines)
             if node.kind is NodeKind.METRIC:
@@ -154,6 +160,7 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
         columns = METRIC_TABLE_COLUMNS
     else:
         columns = shadow.describe(sql, _reads(node, schemas), node)
+    incremental_sql = _compile_batch(batch, node, schemas, shadow, columns, template_lines) if batch else ""
     return CompiledNode(
         name=node.name,
         kind=node.kind,
@@ -165,12 +172,42 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
         columns=columns,
         config=node.config,
         # Hash the definition, not the as-of dates baked into the to-date rendering.
-        definition_hash=hashlib.sha256("\n".join(s for _, s in grain_sql).encode() if grain_sql else sql.encode()).hexdigest()[:16],
+        definition_hash=hashlib.sha256(
+            "\n".join(s for _, s in grain_sql).encode() if grain_sql else (sql + incremental_sql).encode()).hexdigest()[:16],
         line=_select_line(selects[0][1], node.queries[0]) or 1,
         is_ratio="denominator" in {n.lower() for n in selects[0][1].named_selects},
         grain_sql=grain_sql,  # type: ignore[arg-type]
+        incremental_sql=incremental_sql,
         ast=final,
     )
+
+
+def _check_no_self_read(ast: exp.Query, node: RenderedNode, query: RenderedQuery, schemas: dict[str, str]) -> None:
+    for table in ast.find_all(exp.Table):
+        if table.name == node.name and table.db == schemas[node.name]:
+            line = table.this.meta.get("line") if isinstance(table.this, exp.Identifier) else None
+            raise CompileError(
+                "{{ this }} is read outside an incremental model's is_incremental() branch",
+                path=node.relpath, line=query.template_line(line) if line else None,
+                hint="read {{ this }} only inside {% if is_incremental() %} ... {% endif %} of a "
+                     "materialized='incremental' model: a full build has no table to read yet")
+
+
+def _compile_batch(batch: tuple[RenderedQuery, exp.Query], node: RenderedNode, schemas: dict[str, str],
+                   shadow: Shadow, columns: tuple[Column, ...], template_lines: list[str]) -> str:
+    """The is_incremental() query, qualified against the model's own table; it must return the same columns."""
+    query, ast = batch
+    shadow.add(schemas[node.name], node.name, columns)
+    _qualify(ast, node, query, shadow.schemas, template_lines)
+    sql = ast.sql("duckdb", pretty=True)
+    got = shadow.describe(sql, [*_reads(node, schemas), (schemas[node.name], node.name)], node)
+    if [(c.name, c.type) for c in got] != [(c.name, c.type) for c in columns]:
+        raise CompileError(
+            "the is_incremental() query returns other columns than the full query: "
+            f"{', '.join(f'{c.name} {c.type}' for c in got)} against {', '.join(f'{c.name} {c.type}' for c in columns)}",
+            path=node.relpath, line=_select_line(ast, query) or 1,
+            hint="both branches must select the same columns, in the same order, with the same types")
+    return sql
 
 
 def transpile(sql: str, dialect: str) -> str:

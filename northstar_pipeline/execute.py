@@ -16,8 +16,9 @@ import sqlglot
 from sqlglot import exp
 
 from .errors import ExecutionError
+from .incremental import build_incremental, lineage_fingerprints
 from .plan import Plan
-from .types import CompiledNode, Manifest, ModelConfig, NodeKind, NodeResult, Target
+from .types import CompiledNode, Manifest, NodeKind, NodeResult, Target
 
 Reporter = Callable[[str, dict], None]
 
@@ -62,34 +63,42 @@ def create_sources(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> None:
         con.execute(view.sql("duckdb"))
 
 
-def execute_plan(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan, report: Reporter) -> tuple[NodeResult, ...]:
+def execute_plan(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan, report: Reporter,
+                 full_refresh: bool = False) -> tuple[NodeResult, ...]:
     create_sources(con, manifest)
+    fingerprints = lineage_fingerprints(manifest)
     results = []
     total = len(plan.nodes)
     for layer in plan.layers:
         for node in layer.nodes:
             report("node_start", {"node": node.name, "relation": node.relation, "index": len(results) + 1, "total": total})
-            result = execute_node(con, node)
+            result = execute_node(con, node, fingerprints.get(node.name, ""), full_refresh)
             results.append(result)
             report("node_done", {"node": node.name, "relation": node.relation, "index": len(results), "total": total,
-                                 "rows": result.rows, "seconds": round(result.seconds, 3), "status": result.status})
+                                 "rows": result.rows, "seconds": round(result.seconds, 3), "status": result.status,
+                                 **({"mode": result.mode} if result.mode else {})})
     return tuple(results)
 
 
-def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> NodeResult:
+def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint: str = "",
+                 full_refresh: bool = False) -> NodeResult:
     started = time.perf_counter()
     _create_schema(con, node.schema)
     query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")  # cached nodes keep text
     relation = exp.table_(node.name, db=node.schema, quoted=True)
-    kind = "VIEW" if isinstance(node.config, ModelConfig) and node.config.materialized == "view" else "TABLE"
+    kind = "VIEW" if node.materialized == "view" else "TABLE"
+    mode = None
     try:
-        # A node that changes between table and view must first lose the other kind of object.
-        existing = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? "
-                               "AND table_name = ?", [node.schema, node.name]).fetchall()
-        if existing and (existing[0][0] == "VIEW") != (kind == "VIEW"):
-            other = "VIEW" if existing[0][0] == "VIEW" else "TABLE"
-            con.execute(exp.Drop(kind=other, tables=[relation.copy()]).sql("duckdb"))
-        con.execute(exp.Create(kind=kind, replace=True, this=relation, expression=query).sql("duckdb"))
+        if node.materialized == "incremental":
+            mode = build_incremental(con, node, fingerprint, full_refresh)
+        else:
+            # A node that changes between table and view must first lose the other kind of object.
+            existing = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? "
+                                   "AND table_name = ?", [node.schema, node.name]).fetchall()
+            if existing and (existing[0][0] == "VIEW") != (kind == "VIEW"):
+                other = "VIEW" if existing[0][0] == "VIEW" else "TABLE"
+                con.execute(exp.Drop(kind=other, tables=[relation.copy()]).sql("duckdb"))
+            con.execute(exp.Create(kind=kind, replace=True, this=relation, expression=query).sql("duckdb"))
         rows = None if kind == "VIEW" else con.execute(
             exp.select(exp.Count(this=exp.Star())).from_(relation.copy()).sql("duckdb")).fetchall()[0][0]
     except duckdb.Error as exc:
@@ -101,7 +110,7 @@ def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> NodeResu
         ) from None
     if node.kind is NodeKind.METRIC:
         _check_one_row_per_period(con, node)
-    return NodeResult(node.name, node.relation, "success", time.perf_counter() - started, rows)
+    return NodeResult(node.name, node.relation, "success", time.perf_counter() - started, rows, mode=mode)
 
 
 def _check_one_row_per_period(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> None:

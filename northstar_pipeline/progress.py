@@ -69,7 +69,8 @@ class Reporter:
             return f"planned {p['nodes']} nodes in {p['layers']} layers"
         if event == "node_done":
             rows = "" if p["rows"] is None else f"{p['rows']:,} rows"
-            return f"[green]OK[/] [{p['index']}/{p['total']}] {p['relation']:<40} {rows:>14}  {p['seconds']:.2f}s"
+            mode = f"  ({p['mode']})" if p.get("mode") else ""
+            return f"[green]OK[/] [{p['index']}/{p['total']}] {p['relation']:<40} {rows:>14}  {p['seconds']:.2f}s{mode}"
         if event == "build_done":
             return (f"[bold green]Done[/]: {p['nodes']} nodes, scorecard {p['scorecard']} "
                     f"({p['scorecard_rows']:,} rows) in {p['seconds']:.2f}s")

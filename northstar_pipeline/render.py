@@ -100,23 +100,25 @@ def _recording_env_var(environ: Mapping[str, str], read: dict[str, str | None]) 
 
 def _render_node(template: TemplateFile, compiled: Any, project: Project, shared: dict, known: set[str],
                  sources: set[tuple[str, str]], macros: list, as_of: datetime | None) -> RenderedNode:
-    variants: list[tuple[Grain | None, bool]] = [(None, False)]
+    variants: list[tuple[Grain | None, bool, bool]] = [(None, False, False)]  # (grain, to_date, incremental)
     if template.kind is NodeKind.METRIC:
-        variants = [(g, False) for g in project.grains]
+        variants = [(g, False, False) for g in project.grains]
         if as_of is not None:
-            variants += [(g, True) for g in project.grains if not is_complete(g, period_start(g, as_of), as_of)]
+            variants += [(g, True, False) for g in project.grains if not is_complete(g, period_start(g, as_of), as_of)]
     refs: dict[str, int] = {}
     used_sources: dict[tuple[str, str], int] = {}
     configs: list[tuple[dict[str, Any], int]] = []
     queries = []
-    for grain, to_date in variants:
+    for grain, to_date, incremental in variants:
         configs.clear()
         context = dict(shared)
         context.update(
             ref=_ref_function(template, compiled, known, refs),
             source=_source_function(template, compiled, sources, used_sources),
             config=_config_function(template, compiled, configs),
-            this=exp.table_(template.name, quoted=True).sql("duckdb"),
+            # The node's own table: only an incremental model's is_incremental() branch may read it.
+            this=exp.table_(template.name, db=REF_SCHEMA, quoted=True).sql("duckdb"),
+            is_incremental=lambda incremental=incremental: incremental,
         )
         if grain is not None:
             period = _to_date_period_function(grain, as_of) if to_date and as_of else _period_function(grain)
@@ -124,7 +126,12 @@ def _render_node(template: TemplateFile, compiled: Any, project: Project, shared
         for macro in macros:
             context.update(_macro_exports(macro, context))
         sql = render_template(compiled, context, template.relpath)
-        queries.append(RenderedQuery(grain=grain, sql=sql, line_map=_line_map(template.text, sql), to_date=to_date))
+        queries.append(RenderedQuery(grain=grain, sql=sql, line_map=_line_map(template.text, sql), to_date=to_date,
+                                     incremental=incremental))
+        # config() is known once rendered: an incremental model is rendered again with is_incremental() true
+        if template.kind is NodeKind.MODEL and not incremental and any(
+                kwargs.get("materialized") == "incremental" for kwargs, _ in configs):
+            variants.append((None, False, True))
     config = _build_config(template, configs)
     return RenderedNode(
         name=template.name,
@@ -275,11 +282,16 @@ def _build_config(template: TemplateFile, configs: list[tuple[dict[str, Any], in
     if template.kind is NodeKind.MODEL:
         _check_keys(kwargs, MODEL_CONFIG_KEYS, template, line)
         materialized = str(kwargs.get("materialized", "table"))
-        if materialized not in ("table", "view"):
-            raise RenderError(f"materialized={materialized!r} is not 'table' or 'view'", path=template.relpath,
+        if materialized not in ("table", "view", "incremental"):
+            raise RenderError(f"materialized={materialized!r} is not 'table', 'view' or 'incremental'", path=template.relpath,
                               line=line)
+        unique_key = _strings(kwargs.get("unique_key", ()))
+        if unique_key and materialized != "incremental":
+            raise RenderError("unique_key is for materialized='incremental' models", path=template.relpath, line=line,
+                              hint="remove unique_key, or make the model incremental")
         return ModelConfig(
             materialized=materialized,
+            unique_key=unique_key,
             schema=str(kwargs.get("schema", "staging")),
             tags=_strings(kwargs.get("tags", ())),
             description=str(kwargs.get("description", "")),

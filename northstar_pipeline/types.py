@@ -121,7 +121,8 @@ class ModelConfig:
     schema: str = "staging"
     tags: tuple[str, ...] = ()
     description: str = ""
-    materialized: str = "table"  # or "view": computed where it is read, never stored
+    materialized: str = "table"  # "view": computed where it is read; "incremental": see execute.py
+    unique_key: tuple[str, ...] = ()  # incremental: rows of a new batch replace stored rows with the same key
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,7 @@ class RenderedQuery:
     sql: str
     line_map: tuple[int, ...]  # line_map[i] = template line of rendered line i + 1
     to_date: bool = False  # the previous period cut to the elapsed span of the current partial one
+    incremental: bool = False  # an incremental model's rendering with is_incremental() true
 
     def template_line(self, rendered_line: int) -> int:
         if not self.line_map:
@@ -203,6 +205,7 @@ class CompiledNode:
     line: int = 1  # template line of the query's projection, for errors found at run time
     is_ratio: bool = False  # a metric returning numerator/denominator: an empty period is NULL, not 0
     grain_sql: tuple[tuple[Grain, str], ...] = ()  # per-grain SELECTs of a metric
+    incremental_sql: str = ""  # an incremental model's batch query (reads its own table)
     ast: exp.Expression | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -212,6 +215,10 @@ class CompiledNode:
     @property
     def tags(self) -> tuple[str, ...]:
         return getattr(self.config, "tags", ()) if self.config else ()
+
+    @property
+    def materialized(self) -> str:
+        return getattr(self.config, "materialized", "table") if self.config else "table"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +242,7 @@ class NodeResult:
     seconds: float
     rows: int | None
     message: str = ""
+    mode: str | None = None  # incremental models: "full" or "incremental" (how this run built it)
 
 
 @dataclass(frozen=True, slots=True)

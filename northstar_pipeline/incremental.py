@@ -1,0 +1,91 @@
+"""Incremental models: add a batch to the stored table instead of rebuilding it.
+
+A model with ``materialized='incremental'`` is built in full the first time, with
+``--full-refresh``, and whenever what its stored rows were computed from changed: its full
+query, anything upstream of it, or its columns. The fingerprint of that lineage is kept in
+``_northstar.incremental_state`` in the same transaction as the rows, so a rolled-back build
+leaves both as they were. Otherwise the ``is_incremental()`` query runs as a batch: with a
+``unique_key``, stored rows with a key in the batch are deleted first (delete+insert; a NULL key
+matches nothing, as in SQL), then the batch is appended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+from .types import CompiledNode, Manifest
+
+STATE_SCHEMA, STATE_TABLE = "_northstar", "incremental_state"
+BATCH = "_northstar_batch"
+
+
+def lineage_fingerprints(manifest: Manifest) -> dict[str, str]:
+    """Per node: a hash of its full query and, recursively, of everything upstream of it."""
+    fingerprints: dict[str, str] = {}
+    for node in manifest.nodes:  # topological order: parents first
+        parents = sorted(fingerprints.get(p, p) for p in node.depends_on)  # a source counts by its name
+        fingerprints[node.name] = hashlib.sha256("\n".join([node.sql, *parents]).encode()).hexdigest()[:16]
+    return fingerprints
+
+
+def build_incremental(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint: str, full_refresh: bool) -> str:
+    """Build ``node`` in full or as a batch; return which ("full" or "incremental")."""
+    relation = exp.table_(node.name, db=node.schema, quoted=True)
+    stored = _stored_fingerprint(con, node)
+    columns = _stored_columns(con, node)
+    same_columns = columns == [(c.name, c.type) for c in node.columns]
+    if full_refresh or stored != fingerprint or not same_columns:
+        query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")
+        if columns is not None and not _is_table(con, node):
+            con.execute(exp.Drop(kind="VIEW", tables=[relation.copy()]).sql("duckdb"))
+        con.execute(exp.Create(kind="TABLE", replace=True, this=relation, expression=query.copy()).sql("duckdb"))
+        mode = "full"
+    else:
+        batch = sqlglot.parse_one(node.incremental_sql, read="duckdb")
+        con.execute(exp.Create(kind="TABLE", replace=True, this=exp.to_table(BATCH), expression=batch,
+                               properties=exp.Properties(expressions=[exp.TemporaryProperty()])).sql("duckdb"))
+        key = getattr(node.config, "unique_key", ())
+        if key:
+            target = exp.to_table(f'"{node.schema}"."{node.name}"')
+            match = exp.and_(*(exp.column(k, table=node.name, quoted=True).eq(exp.column(k, table=BATCH, quoted=True))
+                               for k in key))
+            con.execute(f"DELETE FROM {target.sql('duckdb')} USING {BATCH} WHERE {match.sql('duckdb')}")
+        con.execute(f"INSERT INTO {relation.sql('duckdb')} BY NAME SELECT * FROM {BATCH}")
+        con.execute(exp.Drop(kind="TABLE", tables=[exp.to_table(BATCH)]).sql("duckdb"))
+        mode = "incremental"
+    _record(con, node, fingerprint)
+    return mode
+
+
+def _stored_columns(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> list[tuple[str, str]] | None:
+    rows = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+                       "AND table_name = ? ORDER BY ordinal_position", [node.schema, node.name]).fetchall()
+    return [(name, kind) for name, kind in rows] if rows else None
+
+
+def _is_table(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> bool:
+    rows = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                       [node.schema, node.name]).fetchall()
+    return bool(rows) and rows[0][0] == "BASE TABLE"
+
+
+def _stored_fingerprint(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> str | None:
+    _ensure_state(con)
+    rows = con.execute(f"SELECT fingerprint FROM {STATE_SCHEMA}.{STATE_TABLE} WHERE relation = ?",
+                       [node.relation]).fetchall()
+    return rows[0][0] if rows else None
+
+
+def _record(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint: str) -> None:
+    con.execute(f"INSERT OR REPLACE INTO {STATE_SCHEMA}.{STATE_TABLE} VALUES (?, ?, current_timestamp)",
+                [node.relation, fingerprint])
+
+
+def _ensure_state(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.{STATE_TABLE} "
+                "(relation VARCHAR PRIMARY KEY, fingerprint VARCHAR NOT NULL, built_at TIMESTAMP)")
+

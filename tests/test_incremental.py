@@ -1,0 +1,164 @@
+"""Incremental models: a nightly batch on top of the stored table gives the numbers a full rebuild gives."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import copy_demo_project
+from northstar_pipeline.errors import EXIT_PROJECT
+from test_errors import edit, line_of, run_cli
+
+COLUMNS = "event_id, user_id, event_type, occurred_at, order_id, items, promised_at, delivered_at, landed_date"
+INCREMENTAL_STG_EVENTS = """{{ config(description='Raw events, deduplicated; new partitions are added nightly.',
+          materialized='incremental', unique_key='event_id') }}
+with batch as (
+    select * from {{ source('raw', 'events') }}
+    {% if is_incremental() %}
+    -- partitions that landed since the last build, and LOOKBACK days before it for late files
+    where landed_date >= (select max(landed_date) - LOOKBACK from {{ this }})
+    {% endif %}
+),
+redelivered as (
+    select event_id from batch group by event_id having count(*) > 1
+)
+select COLUMNS from batch anti join redelivered using (event_id)
+union all
+select COLUMNS from batch semi join redelivered using (event_id)
+qualify row_number() over (partition by event_id order by landed_at) = 1
+""".replace("COLUMNS", COLUMNS)
+
+
+@pytest.fixture
+def nightly(tmp_path: Path, warehouse) -> tuple[Path, Path, list[Path]]:
+    """(project, its events dir holding the first 80% of the partitions, the partitions still to land)."""
+    partitions = sorted(warehouse.events_dir.glob("landed_date=*"))
+    cut = int(len(partitions) * 0.8)
+    events = tmp_path / "lake" / "events"
+    for partition in partitions[:cut]:
+        shutil.copytree(partition, events / partition.name)
+    project = copy_demo_project(tmp_path / "project", events)
+    (project / "models" / "stg_events.sql").write_text(INCREMENTAL_STG_EVENTS.replace("LOOKBACK", "2"))
+    return project, events, partitions[cut:]
+
+
+def modes(project: Path) -> dict[str, str | None]:
+    results = json.loads((project / "target" / "run_results.json").read_text())["results"]
+    return {r["name"]: r.get("mode") for r in results}
+
+
+def scorecard_values(project: Path) -> list[tuple]:
+    return duckdb.connect().execute(
+        "SELECT metric, grain, period_start, is_complete, value, previous_value, status FROM read_parquet($p) "
+        "ORDER BY ALL", {"p": str(project / "target" / "scorecard.parquet")}).fetchall()
+
+
+def same_numbers(a: list[tuple], b: list[tuple]) -> bool:
+    """Equal rows, floats to 1e-9 relative: sums over rows in another order differ in the last bits."""
+    def close(x: object, y: object) -> bool:
+        if isinstance(x, float) and isinstance(y, float):
+            return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
+        return x == y
+
+    return len(a) == len(b) and all(len(r) == len(q) and all(map(close, r, q)) for r, q in zip(a, b))
+
+
+def stored_events(project: Path, columns: str = COLUMNS) -> list[tuple]:
+    con = duckdb.connect(str(project / "target" / "dev.duckdb"), read_only=True)
+    try:
+        return con.execute(f"SELECT {columns} FROM staging.stg_events ORDER BY event_id").fetchall()
+    finally:
+        con.close()
+
+
+def test_nightly_batches_give_the_numbers_of_a_full_rebuild(nightly) -> None:
+    project, events, later = nightly
+    first = run_cli(project, "build")
+    assert first.returncode == 0, first.stderr
+    assert modes(project)["stg_events"] == "full"  # nothing stored yet
+    rows_before = len(stored_events(project))
+
+    for partition in later:  # the next nights' partitions land, some with re-deliveries of older events
+        shutil.copytree(partition, events / partition.name)
+    nightly_run = run_cli(project, "build", "--log-format", "json")
+    assert nightly_run.returncode == 0, nightly_run.stderr
+    assert modes(project)["stg_events"] == "incremental"
+    done = [json.loads(line) for line in nightly_run.stderr.splitlines() if '"node_done"' in line]
+    assert {e["node"]: e.get("mode") for e in done}["stg_events"] == "incremental"
+    incremental_card, incremental_rows = scorecard_values(project), stored_events(project, "event_id, occurred_at")
+    assert len(incremental_rows) > rows_before
+
+    rebuilt = run_cli(project, "build", "--full-refresh")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert modes(project)["stg_events"] == "full"
+    assert same_numbers(scorecard_values(project), incremental_card)
+    assert stored_events(project, "event_id, occurred_at") == incremental_rows  # one row per event, the same ones
+    expected = duckdb.connect().execute("SELECT count(DISTINCT event_id) FROM read_parquet($g, hive_partitioning = true)",
+                                        {"g": f"{events}/**/*.parquet"}).fetchall()[0][0]
+    assert len(incremental_rows) == expected
+
+
+def test_a_run_without_new_data_changes_nothing(nightly) -> None:
+    project, _, _ = nightly
+    assert run_cli(project, "build").returncode == 0
+    card, rows = scorecard_values(project), stored_events(project)
+    result = run_cli(project, "build")
+    assert result.returncode == 0, result.stderr
+    assert modes(project)["stg_events"] == "incremental"
+    assert stored_events(project) == rows and same_numbers(scorecard_values(project), card)  # idempotent
+
+
+def test_a_changed_definition_rebuilds_in_full_by_itself(nightly) -> None:
+    project, _, _ = nightly
+    model = project / "models" / "stg_events.sql"
+    assert run_cli(project, "build").returncode == 0
+    model.write_text(INCREMENTAL_STG_EVENTS.replace("LOOKBACK", "5"))  # only the batch's window: still incremental
+    assert run_cli(project, "build").returncode == 0
+    assert modes(project)["stg_events"] == "incremental"
+    edit(model, "having count(*) > 1", "having count(*) >= 2")  # the full query: what stored rows mean
+    assert run_cli(project, "build").returncode == 0
+    assert modes(project)["stg_events"] == "full"
+    edit(project / "profiles.yml", "on_time_grace_minutes: 0 ", "on_time_grace_minutes: 5 ")  # upstream of nothing
+    assert run_cli(project, "build").returncode == 0
+    assert modes(project)["stg_events"] == "incremental"
+
+
+def test_the_batch_must_return_the_full_querys_columns(nightly) -> None:
+    project, _, _ = nightly
+    model = project / "models" / "stg_events.sql"
+    edit(model, "select event_id, user_id", "select event_id{% if is_incremental() %} + 0.5{% endif %} as event_id, user_id")
+    result = run_cli(project, "build")
+    assert result.returncode == EXIT_PROJECT and "Traceback" not in result.stderr
+    assert "the is_incremental() query returns other columns than the full query" in result.stderr
+    assert "models/stg_events.sql:" in result.stderr and "hint: both branches" in result.stderr
+
+
+def test_this_outside_an_incremental_branch_is_a_compile_error(nightly) -> None:
+    project, _, _ = nightly
+    model = project / "models" / "stg_signups.sql"
+    model.write_text(model.read_text() + "and user_id not in (select user_id from {{ this }})\n")
+    result = run_cli(project, "build")
+    assert result.returncode == EXIT_PROJECT and "Traceback" not in result.stderr
+    assert f"models/stg_signups.sql:{line_of(model, '{{ this }}')}" in result.stderr
+    assert "is_incremental()" in result.stderr
+
+
+def test_a_failed_batch_keeps_the_stored_rows_and_their_state(nightly) -> None:
+    project, events, later = nightly
+    assert run_cli(project, "build").returncode == 0
+    rows = stored_events(project)
+    for partition in later:
+        shutil.copytree(partition, events / partition.name)
+    model = project / "models" / "stg_events.sql"
+    edit(model, "where landed_date >=", "where error('the lake is unreachable') is null and landed_date >=")
+    result = run_cli(project, "build")
+    assert result.returncode == 3 and "the lake is unreachable" in result.stderr and "Traceback" not in result.stderr
+    assert stored_events(project) == rows  # the transaction rolled the batch back
+    edit(model, "where error('the lake is unreachable') is null and landed_date >=", "where landed_date >=")
+    assert run_cli(project, "build").returncode == 0
+    assert modes(project)["stg_events"] == "incremental" and len(stored_events(project)) > len(rows)
