@@ -13,8 +13,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE.parent / "BENCHMARKS.md"
-BLOCKS = ("summary", "machine", "versions", "commands", "data", "build-vs-limit", "build-vs-dbt", "compile",
-          "plot", "goals", "profiles")
+BLOCKS = ("summary", "machine", "versions", "commands", "data", "build-vs-limit", "build-vs-dbt", "nightly",
+          "compile", "plot", "goals", "profiles")
 M, TEN_M, HUNDRED_M = 1_000_000, 10_000_000, 100_000_000
 LIMIT_RATIO, DBT_SPEEDUP_1M, WARM_COMPILE_S, RSS_LIMIT_MB, DEMO_DATA_S = 1.25, 3.0, 1.0, 4096.0, 600.0
 
@@ -125,6 +125,7 @@ def render_blocks(results: dict, *, plot: Path | None, report_dir: Path) -> dict
         "data": _data(results),
         "build-vs-limit": _build_vs_limit(sizes),
         "build-vs-dbt": _build_vs_dbt(results, sizes),
+        "nightly": _nightly(sizes),
         "compile": _compile(results.get("compile")),
         "plot": (f"![Build time vs events: northstar, the hand-written limit, dbt-duckdb]"
                  f"({os.path.relpath(plot, report_dir)})" if plot else "_No plot was drawn (--no-plot, or no bench "
@@ -222,6 +223,24 @@ def _build_vs_limit(sizes: list[dict]) -> str:
                      _x(ours["min"], hand["min"]), _x(ours["median"], hand["median"]), _check(check)])
     return _table(["events", "runs", "northstar min", "median", "peak RSS", "handwritten min", "median", "peak RSS",
                    "build / handwritten (min)", "(median)", "values equal"], rows) if rows else "-"
+
+
+def _nightly(sizes: list[dict]) -> str:
+    rows = []
+    for s in sizes:
+        nightly = s.get("northstar_nightly")
+        if not nightly:
+            continue
+        nodes = {n["node"]: n for n in s.get("profiles", {}).get("northstar_nightly", {}).get("nodes", [])}
+        events = nodes.get("staging.stg_events", {})
+        rows.append([_events(s["size"]), _s(nightly["min"]), _mb(nightly["peak_rss_mb"]),
+                     f"{_s(events.get('seconds'))} ({events.get('mode') or '-'})", _s(s["northstar"]["min"]),
+                     _s(s["handwritten"]["min"]), _x(nightly["min"], s["handwritten"]["min"]),
+                     _check(s["checks"].get("northstar_nightly_vs_handwritten"))])
+    if not rows:
+        return "_No nightly run._"
+    return _table(["events", "nightly build", "peak RSS", "stg_events", "full build (min)", "handwritten (min)",
+                   "nightly / handwritten", "values equal"], rows)
 
 
 def _build_vs_dbt(results: dict, sizes: list[dict]) -> str:

@@ -39,6 +39,11 @@ def test_bench_driver_smoke(tmp_path: Path) -> None:
     for tool in ("northstar", "handwritten"):
         assert size[tool]["ok"] and size[tool]["min"] > 0 and size[tool]["peak_rss_mb"] > 0
     assert size["profiles"]["northstar"]["nodes"] and size["profiles"]["handwritten"]
+    nightly = size["checks"]["northstar_nightly_vs_handwritten"]  # the second, incremental build
+    assert nightly["passed"] and nightly["compared"] == check["compared"]
+    modes = {n["node"]: n["mode"] for n in size["profiles"]["northstar_nightly"]["nodes"]}
+    assert modes["staging.stg_events"] == "incremental"
+    assert "(incremental) |" in report_path.read_text()
 
     report = report_path.read_text()
     assert "**Value checks: all passed**" in report
