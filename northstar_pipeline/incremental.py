@@ -24,9 +24,11 @@ BATCH = "_northstar_batch"
 
 def lineage_fingerprints(manifest: Manifest) -> dict[str, str]:
     """Per node: a hash of its full query and, recursively, of everything upstream of it."""
-    fingerprints: dict[str, str] = {}
+    # A source counts by where it is read from: pointed at another lake, stored rows are not its rows.
+    fingerprints: dict[str, str] = {f"{s.source_name}.{s.table_name}": f"{s.location}|{s.hive_partitioning}"
+                                    for s in manifest.project.sources}
     for node in manifest.nodes:  # topological order: parents first
-        parents = sorted(fingerprints.get(p, p) for p in node.depends_on)  # a source counts by its name
+        parents = sorted(fingerprints.get(p, p) for p in node.depends_on)
         fingerprints[node.name] = hashlib.sha256("\n".join([node.sql, *parents]).encode()).hexdigest()[:16]
     return fingerprints
 

@@ -128,6 +128,20 @@ def test_a_changed_definition_rebuilds_in_full_by_itself(nightly) -> None:
     assert modes(project)["stg_events"] == "incremental"
 
 
+def test_pointed_at_another_lake_it_rebuilds_in_full(nightly, tmp_path: Path) -> None:
+    project, events, later = nightly
+    assert run_cli(project, "build").returncode == 0
+    other = tmp_path / "other-lake" / "events"
+    for partition in later:  # a different lake: only the later partitions
+        shutil.copytree(partition, other / partition.name)
+    result = run_cli(project, "build", "--vars", f"{{events_path: {other}}}")
+    assert result.returncode == 0, result.stderr
+    assert modes(project)["stg_events"] == "full"
+    expected = duckdb.connect().execute("SELECT count(DISTINCT event_id) FROM read_parquet($g, hive_partitioning = true)",
+                                        {"g": f"{other}/**/*.parquet"}).fetchall()[0][0]
+    assert len(stored_events(project, "event_id")) == expected  # none of the first lake's rows is left
+
+
 def test_the_batch_must_return_the_full_querys_columns(nightly) -> None:
     project, _, _ = nightly
     model = project / "models" / "stg_events.sql"
