@@ -197,6 +197,12 @@ def _compile_batch(batch: tuple[RenderedQuery, exp.Query], node: RenderedNode, s
                    shadow: Shadow, columns: tuple[Column, ...], template_lines: list[str]) -> str:
     """The is_incremental() query, qualified against the model's own table; it must return the same columns."""
     query, ast = batch
+    missing = [k for k in getattr(node.config, "unique_key", ()) if k not in {c.name for c in columns}]
+    if missing:
+        raise CompileError(f"unique_key {', '.join(missing)} is not a column of the model",
+                           path=node.relpath,
+                           line=next((i for i, text in enumerate(template_lines, 1) if "unique_key" in text), 1),
+                           hint=f"the model's columns are: {', '.join(c.name for c in columns)}")
     shadow.add(schemas[node.name], node.name, columns)
     _qualify(ast, node, query, shadow.schemas, template_lines)
     sql = ast.sql("duckdb", pretty=True)

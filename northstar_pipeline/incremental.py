@@ -51,10 +51,9 @@ def build_incremental(con: duckdb.DuckDBPyConnection, node: CompiledNode, finger
                                properties=exp.Properties(expressions=[exp.TemporaryProperty()])).sql("duckdb"))
         key = getattr(node.config, "unique_key", ())
         if key:
-            target = exp.to_table(f'"{node.schema}"."{node.name}"')
             match = exp.and_(*(exp.column(k, table=node.name, quoted=True).eq(exp.column(k, table=BATCH, quoted=True))
                                for k in key))
-            con.execute(f"DELETE FROM {target.sql('duckdb')} USING {BATCH} WHERE {match.sql('duckdb')}")
+            con.execute(f"DELETE FROM {relation.sql('duckdb')} USING {BATCH} WHERE {match.sql('duckdb')}")
         con.execute(f"INSERT INTO {relation.sql('duckdb')} BY NAME SELECT * FROM {BATCH}")
         con.execute(exp.Drop(kind="TABLE", tables=[exp.to_table(BATCH)]).sql("duckdb"))
         mode = "incremental"

@@ -176,3 +176,12 @@ def test_a_failed_batch_keeps_the_stored_rows_and_their_state(nightly) -> None:
     edit(model, "where error('the lake is unreachable') is null and landed_date >=", "where landed_date >=")
     assert run_cli(project, "build").returncode == 0
     assert modes(project)["stg_events"] == "incremental" and len(stored_events(project)) > len(rows)
+
+
+def test_a_unique_key_that_is_not_a_column_is_a_compile_error(nightly) -> None:
+    project, _, _ = nightly
+    model = project / "models" / "stg_events.sql"
+    edit(model, "unique_key='event_id'", "unique_key='id'")
+    result = run_cli(project, "build")
+    assert result.returncode == EXIT_PROJECT and "Traceback" not in result.stderr
+    assert f"models/stg_events.sql:{line_of(model, 'unique_key')}: unique_key id is not a column" in result.stderr
