@@ -142,24 +142,22 @@ def test_pointed_at_another_lake_it_rebuilds_in_full(nightly, tmp_path: Path) ->
     assert len(stored_events(project, "event_id")) == expected  # none of the first lake's rows is left
 
 
-def test_the_batch_must_return_the_full_querys_columns(nightly) -> None:
+@pytest.mark.parametrize("model, old, new, at, words", [
+    ("stg_events", "select event_id, user_id", "select event_id{% if is_incremental() %} + 0.5{% endif %} as event_id, user_id",
+     "+ 0.5", "the is_incremental() query returns other columns than the full query"),
+    ("stg_events", "unique_key='event_id'", "unique_key='id'", "unique_key", "unique_key id is not a column"),
+    ("stg_signups", "where event_type = 'signup'",
+     "where event_type = 'signup' and user_id not in (select user_id from {{ this }})", "{{ this }}",
+     "{{ this }} is read outside an incremental model's is_incremental() branch"),
+], ids=["batch_columns", "unique_key", "this_in_a_table"])
+def test_compile_errors(nightly, model: str, old: str, new: str, at: str, words: str) -> None:
     project, _, _ = nightly
-    model = project / "models" / "stg_events.sql"
-    edit(model, "select event_id, user_id", "select event_id{% if is_incremental() %} + 0.5{% endif %} as event_id, user_id")
+    path = project / "models" / f"{model}.sql"
+    edit(path, old, new)
     result = run_cli(project, "build")
     assert result.returncode == EXIT_PROJECT and "Traceback" not in result.stderr
-    assert "the is_incremental() query returns other columns than the full query" in result.stderr
-    assert "models/stg_events.sql:" in result.stderr and "hint: both branches" in result.stderr
-
-
-def test_this_outside_an_incremental_branch_is_a_compile_error(nightly) -> None:
-    project, _, _ = nightly
-    model = project / "models" / "stg_signups.sql"
-    model.write_text(model.read_text() + "and user_id not in (select user_id from {{ this }})\n")
-    result = run_cli(project, "build")
-    assert result.returncode == EXIT_PROJECT and "Traceback" not in result.stderr
-    assert f"models/stg_signups.sql:{line_of(model, '{{ this }}')}" in result.stderr
-    assert "is_incremental()" in result.stderr
+    assert f"models/{model}.sql:{line_of(path, at)}" in result.stderr and words in result.stderr
+    assert "hint:" in result.stderr
 
 
 def test_a_failed_batch_keeps_the_stored_rows_and_their_state(nightly) -> None:
@@ -177,11 +175,3 @@ def test_a_failed_batch_keeps_the_stored_rows_and_their_state(nightly) -> None:
     assert run_cli(project, "build").returncode == 0
     assert modes(project)["stg_events"] == "incremental" and len(stored_events(project)) > len(rows)
 
-
-def test_a_unique_key_that_is_not_a_column_is_a_compile_error(nightly) -> None:
-    project, _, _ = nightly
-    model = project / "models" / "stg_events.sql"
-    edit(model, "unique_key='event_id'", "unique_key='id'")
-    result = run_cli(project, "build")
-    assert result.returncode == EXIT_PROJECT and "Traceback" not in result.stderr
-    assert f"models/stg_events.sql:{line_of(model, 'unique_key')}: unique_key id is not a column" in result.stderr
