@@ -2,6 +2,7 @@
           materialized='incremental', unique_key='event_id') }}
 -- Nightly, only the partitions that landed since the last build are read, plus a lookback of
 -- late files (var lookback_days); a re-delivery of an event stored earlier replaces it (same values).
+-- --vars '{backfill_from: 2026-10-01}' re-reads every partition from that day on instead.
 -- Re-deliveries are rare (about 0.3%): find their ids with a narrow aggregate, pass every other
 -- event through as it is, and rank only the few re-delivered ones. At 100M events this streams,
 -- where a window or a GROUP BY over every column sorts or hashes all 100M wide rows.
@@ -9,7 +10,9 @@
 -- distinct timestamp per row is the costliest column to store (a sixth of this model's time at 100M).
 with batch as not materialized (  -- read three times: streamed each time, never held in memory
     select * from {{ source('raw', 'events') }}
-    {% if is_incremental() %}
+    {% if is_incremental() and var('backfill_from', none) %}
+    where landed_date >= cast('{{ var('backfill_from') }}' as date)  -- a backfill: re-read from that day on
+    {% elif is_incremental() %}
     where landed_date >= (select max(landed_date) - {{ var('lookback_days', 3) }} from {{ this }})
     {% endif %}
 ),
