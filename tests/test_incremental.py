@@ -203,3 +203,16 @@ def test_a_backfill_rereads_history_the_nightly_lookback_does_not(tmp_path: Path
     assert not same_numbers(backfilled, before)  # items_per_order moved where those orders were placed
     assert run_cli(project, "build", "--full-refresh").returncode == 0
     assert same_numbers(scorecard_values(project), backfilled)
+
+
+def test_the_readme_example_builds_full_then_incremental(tmp_path: Path, warehouse) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Incremental models"):]
+    start = section.index("```sql\n") + len("```sql\n")
+    example = section[start:section.index("```\n", start)]
+    project = copy_demo_project(tmp_path / "project", warehouse.events_dir)
+    (project / "models" / "events_example.sql").write_text(example)
+    for mode in ("full", "incremental"):
+        result = run_cli(project, "build", "--select", "events_example")
+        assert result.returncode == 0, result.stderr
+        assert modes(project)["events_example"] == mode
