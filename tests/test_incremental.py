@@ -34,17 +34,22 @@ qualify row_number() over (partition by event_id order by landed_at) = 1
 """.replace("COLUMNS", COLUMNS)
 
 
-@pytest.fixture
-def nightly(tmp_path: Path, warehouse) -> tuple[Path, Path, list[Path]]:
-    """(project, its events dir holding the first 80% of the partitions, the partitions still to land)."""
+def early_lake(tmp_path: Path, warehouse) -> tuple[Path, Path, list[Path]]:
+    """(the demo project, its events dir holding the first 80% of the partitions, the partitions still to land)."""
     partitions = sorted(warehouse.events_dir.glob("landed_date=*"))
     cut = int(len(partitions) * 0.8)
     events = tmp_path / "lake" / "events"
     for partition in partitions[:cut]:
         shutil.copytree(partition, events / partition.name)
-    project = copy_demo_project(tmp_path / "project", events)
+    return copy_demo_project(tmp_path / "project", events), events, partitions[cut:]
+
+
+@pytest.fixture
+def nightly(tmp_path: Path, warehouse) -> tuple[Path, Path, list[Path]]:
+    """early_lake() with this file's own incremental stg_events (a 2-day lookback)."""
+    project, events, later = early_lake(tmp_path, warehouse)
     (project / "models" / "stg_events.sql").write_text(INCREMENTAL_STG_EVENTS.replace("LOOKBACK", "2"))
-    return project, events, partitions[cut:]
+    return project, events, later
 
 
 def modes(project: Path) -> dict[str, str | None]:
@@ -216,3 +221,32 @@ def test_the_readme_example_builds_full_then_incremental(tmp_path: Path, warehou
         result = run_cli(project, "build", "--select", "events_example")
         assert result.returncode == 0, result.stderr
         assert modes(project)["events_example"] == mode
+
+
+def test_a_late_redelivery_with_other_values_keeps_the_first_landing(tmp_path: Path, warehouse) -> None:
+    """The demo's own stg_events: an old order re-delivered tonight with other values is a re-delivery;
+    the nightly run keeps the stored first landing, exactly as a full build does."""
+    project, events, later = early_lake(tmp_path, warehouse)
+    partitions = sorted(events.glob("landed_date=*"))
+    assert run_cli(project, "build").returncode == 0
+
+    con = duckdb.connect()
+    early = next(p for p in partitions[5:] if con.execute(
+        f"SELECT count(*) FROM read_parquet('{p}/*.parquet') WHERE event_type = 'order_placed'").fetchall()[0][0])
+    order = con.execute(f"SELECT event_id, items FROM read_parquet('{early}/*.parquet') "
+                        "WHERE event_type = 'order_placed' ORDER BY event_id LIMIT 1").fetchall()[0]
+    for partition in later:
+        shutil.copytree(partition, events / partition.name)
+    tonight = events / later[-1].name
+    day = later[-1].name.split("=")[1]
+    con.execute(f"COPY (SELECT * REPLACE (items + 100 AS items, CAST('{day} 12:00:00' AS TIMESTAMP) AS landed_at) "
+                f"FROM read_parquet('{early}/*.parquet') WHERE event_id = {order[0]}) "
+                f"TO '{tonight / 'redelivered.parquet'}' (FORMAT parquet)")
+
+    assert run_cli(project, "build").returncode == 0
+    assert modes(project)["stg_events"] == "incremental"
+    stored = stored_events(project, "event_id, items")
+    assert dict(stored)[order[0]] == order[1]  # the first landing, not tonight's copy
+    nightly = scorecard_values(project)
+    assert run_cli(project, "build", "--full-refresh").returncode == 0
+    assert stored_events(project, "event_id, items") == stored and same_numbers(scorecard_values(project), nightly)
