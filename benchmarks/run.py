@@ -296,13 +296,10 @@ def run_size(size: int, data: dict, args: argparse.Namespace, bench: BenchVenv |
     for name, check in result["checks"].items():
         _log(f"  {name}: {'equal' if check['passed'] else 'DIFFERENT'} ({check['compared']} values)")
     result["profiles"] = _profiles(full_run_results, hand_profile, dbt_dir if bench else None, ours, dbt)
-    nightly_results = ours_dir / "target" / "run_results.json"
-    if nightly is not None and nightly.returncode == 0 and nightly_results.is_file():
-        payload = json.loads(nightly_results.read_text())
-        result["profiles"]["northstar_nightly"] = {
-            "build_seconds": payload.get("elapsed_seconds"),
-            "nodes": [{"node": r["relation"], "seconds": r["seconds"], "rows": r["rows"], "mode": r.get("mode")}
-                      for r in sorted(payload.get("results", []), key=lambda r: -r["seconds"])]}
+    if nightly is not None and nightly.returncode == 0:
+        profile = _northstar_profile(ours_dir / "target" / "run_results.json", nightly.seconds)
+        if profile:
+            result["profiles"]["northstar_nightly"] = profile
     databases = [*(ours_dir / "target").glob("*.duckdb*"), *(dbt_dir.glob("bench.duckdb*") if dbt_dir else ())]
     for database in databases:  # gigabytes at 100M; the values and profiles are read already
         database.unlink()
@@ -310,18 +307,25 @@ def run_size(size: int, data: dict, args: argparse.Namespace, bench: BenchVenv |
     return result
 
 
+def _northstar_profile(run_results: Path, process_seconds: float) -> dict | None:
+    """Per node seconds, rows and (incremental models) mode, slowest first, from a build's run_results.json."""
+    if not run_results.is_file():
+        return None
+    payload = json.loads(run_results.read_text())
+    nodes = sorted(payload.get("results", []), key=lambda r: -r["seconds"])
+    return {"process_seconds": process_seconds, "build_seconds": payload.get("elapsed_seconds"),
+            "nodes_seconds": sum(r["seconds"] for r in nodes),
+            "nodes": [{"node": r["relation"], "seconds": r["seconds"], "rows": r["rows"], "mode": r.get("mode")}
+                      for r in nodes]}
+
+
 def _profiles(run_results: Path, hand_profile: Path, dbt_dir: Path | None, ours: list[Measured],
               dbt: list[Measured]) -> dict:
     """Where the time of the last run went: per node for northstar and dbt, per step for the hand script."""
     profiles: dict = {}
-    if run_results.is_file():
-        payload = json.loads(run_results.read_text())
-        nodes = sorted(payload.get("results", []), key=lambda r: -r["seconds"])
-        profiles["northstar"] = {
-            "process_seconds": ours[-1].seconds, "build_seconds": payload.get("elapsed_seconds"),
-            "nodes_seconds": sum(r["seconds"] for r in nodes),
-            "nodes": [{"node": r["relation"], "seconds": r["seconds"], "rows": r["rows"]} for r in nodes],
-        }
+    profile = _northstar_profile(run_results, ours[-1].seconds)
+    if profile:
+        profiles["northstar"] = profile
     if hand_profile.is_file():
         profiles["handwritten"] = json.loads(hand_profile.read_text())
     if dbt_dir is not None and (dbt_dir / "target" / "run_results.json").is_file():

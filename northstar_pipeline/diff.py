@@ -25,7 +25,7 @@ from sqlglot.diff import Insert, Remove
 from . import api
 from .errors import NorthstarError
 from .gitrev import describe_revision, export_revision
-from .plan import node_fingerprints
+from .plan import descendants, node_fingerprints
 from .publish import manifest_payload
 from .types import CompiledNode, Manifest, NodeKind, Project
 
@@ -143,8 +143,9 @@ def _rebase(location: str, root: Path, project_dir: Path) -> str:
 def compare_manifests(base: Manifest, head: Manifest) -> tuple[NodeChange, ...]:
     """Added, removed and modified nodes, in the head's build order (removed ones last)."""
     before, after = {n.name: n for n in base.nodes}, {n.name: n for n in head.nodes}
-    prints = [node_fingerprints(manifest_payload(m)) for m in (base, head)]
-    configs = [{n: p["config"] for n, p in manifest_payload(m)["nodes"].items()} for m in (base, head)]
+    payloads = [manifest_payload(m) for m in (base, head)]
+    prints = [node_fingerprints(p) for p in payloads]
+    configs = [{n: node["config"] for n, node in p["nodes"].items()} for p in payloads]
     changes = []
     for name in [*after, *(n for n in before if n not in after)]:
         old, new = before.get(name), after.get(name)
@@ -253,19 +254,8 @@ def _clause(node: exp.Expression) -> exp.Expression:
 
 
 def _downstream(name: str, manifest: Manifest) -> tuple[str, ...]:
-    children: dict[str, set[str]] = {}
-    for node in manifest.nodes:
-        for parent in node.depends_on:
-            children.setdefault(parent, set()).add(node.name)
-    seen: set[str] = set()
-    stack = [name]
-    while stack:
-        for child in children.get(stack.pop(), ()):
-            if child not in seen:
-                seen.add(child)
-                stack.append(child)
-    metrics = [n.name for n in manifest.nodes if n.kind is NodeKind.METRIC and n.name in seen]
-    return tuple(metrics)
+    below = descendants(manifest, name)
+    return tuple(n.name for n in manifest.nodes if n.kind is NodeKind.METRIC and n.name in below)
 
 
 def _same(a: float | None, b: float | None) -> bool:

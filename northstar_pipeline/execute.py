@@ -84,7 +84,6 @@ def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint
                  full_refresh: bool = False) -> NodeResult:
     started = time.perf_counter()
     _create_schema(con, node.schema)
-    query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")  # cached nodes keep text
     relation = exp.table_(node.name, db=node.schema, quoted=True)
     kind = "VIEW" if node.materialized == "view" else "TABLE"
     mode = None
@@ -92,6 +91,7 @@ def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint
         if node.materialized == "incremental":
             mode = build_incremental(con, node, fingerprint, full_refresh)
         else:
+            query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")  # cached: text
             # A node that changes between table and view must first lose the other kind of object.
             existing = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? "
                                    "AND table_name = ?", [node.schema, node.name]).fetchall()

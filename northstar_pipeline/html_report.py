@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from .report import format_pct, format_value, period_title, status_word
+from .report import MARKER, format_pct, format_value, period_title, status_word
 from .tree_svg import render_svg
 
 _STYLE = """
@@ -31,7 +31,6 @@ figure { margin: 0 0 1.5rem; overflow-x: auto; }
 svg.spark polyline { fill: none; stroke: #0969da; stroke-width: 1.5; }
 svg.spark circle { fill: #0969da; }
 """
-MARKERS = {"formula": "━", "hypothesis": "┄", "guardrail": "⛨"}
 SPARK_WIDTH, SPARK_HEIGHT = 96, 22
 
 
@@ -72,7 +71,7 @@ def render_html(rows: Sequence[Mapping], project: str | None = None) -> str:
 
 def _row(row: Mapping) -> str:
     kind = row["kind"]
-    marker = "★" if kind == "north_star" else MARKERS.get(row.get("edge") or "", "·")
+    marker = "★" if kind == "north_star" else MARKER.get(row.get("edge") or "", "·")
     indent = 0 if kind == "north_star" else 1.4 * row["depth"]
     status = row.get("status")
     pill = f'<span class="pill {escape(status)}">{escape(status_word(row))}</span>' if status else "-"

@@ -37,11 +37,10 @@ def build_incremental(con: duckdb.DuckDBPyConnection, node: CompiledNode, finger
     """Build ``node`` in full or as a batch; return which ("full" or "incremental")."""
     relation = exp.table_(node.name, db=node.schema, quoted=True)
     stored = _stored_fingerprint(con, node)
-    columns = _stored_columns(con, node)
-    same_columns = columns == [(c.name, c.type) for c in node.columns]
-    if full_refresh or stored != fingerprint or not same_columns:
+    kind, columns = _stored_relation(con, node)
+    if full_refresh or stored != fingerprint or columns != [(c.name, c.type) for c in node.columns]:
         query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")
-        if columns is not None and not _is_table(con, node):
+        if kind == "VIEW":  # it was a view before: CREATE OR REPLACE TABLE does not replace a view
             con.execute(exp.Drop(kind="VIEW", tables=[relation.copy()]).sql("duckdb"))
         con.execute(exp.Create(kind="TABLE", replace=True, this=relation, expression=query.copy()).sql("duckdb"))
         mode = "full"
@@ -61,16 +60,13 @@ def build_incremental(con: duckdb.DuckDBPyConnection, node: CompiledNode, finger
     return mode
 
 
-def _stored_columns(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> list[tuple[str, str]] | None:
-    rows = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
-                       "AND table_name = ? ORDER BY ordinal_position", [node.schema, node.name]).fetchall()
-    return [(name, kind) for name, kind in rows] if rows else None
-
-
-def _is_table(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> bool:
-    rows = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+def _stored_relation(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> tuple[str | None, list[tuple[str, str]]]:
+    """The stored relation's kind (BASE TABLE, VIEW or None) and its (column, type) list, in one query."""
+    rows = con.execute("SELECT t.table_type, c.column_name, c.data_type FROM information_schema.tables AS t "
+                       "JOIN information_schema.columns AS c USING (table_catalog, table_schema, table_name) "
+                       "WHERE t.table_schema = ? AND t.table_name = ? ORDER BY c.ordinal_position",
                        [node.schema, node.name]).fetchall()
-    return bool(rows) and rows[0][0] == "BASE TABLE"
+    return (rows[0][0] if rows else None), [(name, kind) for _, name, kind in rows]
 
 
 def _stored_fingerprint(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> str | None:

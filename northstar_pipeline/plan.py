@@ -71,11 +71,7 @@ def plan_layers(manifest: Manifest, select: tuple[Selector, ...] = (), exclude: 
                 state: Mapping[str, str] | None = None) -> Plan:
     """Layers of the selected nodes. ``state`` maps node names to fingerprints of an earlier run."""
     nodes = {node.name: node for node in manifest.nodes}
-    parents = {name: tuple(d for d in node.depends_on if d in nodes) for name, node in nodes.items()}
-    children: dict[str, set[str]] = {name: set() for name in nodes}
-    for name, ups in parents.items():
-        for up in ups:
-            children[up].add(name)
+    parents, children = _edges(manifest)
 
     current = node_fingerprints(manifest_payload(manifest)) if state is not None else {}
 
@@ -94,6 +90,22 @@ def plan_layers(manifest: Manifest, select: tuple[Selector, ...] = (), exclude: 
         if node.name in chosen:
             by_depth.setdefault(depth[node.name], []).append(node)
     return Plan(tuple(Layer(d, tuple(by_depth[d])) for d in sorted(by_depth)))
+
+
+def descendants(manifest: Manifest, name: str) -> set[str]:
+    """Every node that reads ``name``, directly or through others."""
+    return _walk({name}, _edges(manifest)[1])
+
+
+def _edges(manifest: Manifest) -> tuple[dict[str, tuple[str, ...]], dict[str, set[str]]]:
+    """(parents, children) of every node, over nodes only (sources are not nodes)."""
+    names = {node.name for node in manifest.nodes}
+    parents = {node.name: tuple(d for d in node.depends_on if d in names) for node in manifest.nodes}
+    children: dict[str, set[str]] = {name: set() for name in names}
+    for name, ups in parents.items():
+        for up in ups:
+            children[up].add(name)
+    return parents, children
 
 
 def node_fingerprints(manifest_json: Mapping) -> dict[str, str]:
