@@ -18,7 +18,7 @@ import sqlglot
 from sqlglot import exp
 
 from northstar_pipeline import api
-from northstar_pipeline.render import render_project
+from northstar_pipeline.build.render import render_project
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -206,7 +206,7 @@ def ensure_data(size: int, seed: int, work: Path) -> dict:
 
 def _generator_version() -> str:
     """Data is reused only if made by the same generator source on the same DuckDB."""
-    from northstar_pipeline import demo_data
+    from northstar_pipeline.demo import demo_data
 
     digest = hashlib.sha256(Path(demo_data.__file__).read_bytes()).hexdigest()[:12]
     return f"{digest}-duckdb{duckdb.__version__}"

@@ -1,3 +1,3 @@
-from .cli import main
+from northstar_pipeline.cli import main
 
 main()

@@ -11,10 +11,15 @@ from typing import Any, Callable
 
 import click
 
-from . import api
-from .errors import EXIT_DATA, EXIT_PROJECT, EXIT_USAGE, NorthstarError
-from .load import parse_cli_vars
-from .plan import load_state, parse_selectors, plan_layers
+from northstar_pipeline import api
+from northstar_pipeline.build.plan import load_state, parse_selectors, plan_layers
+from northstar_pipeline.errors import (
+    EXIT_DATA,
+    EXIT_PROJECT,
+    EXIT_USAGE,
+    NorthstarError,
+)
+from northstar_pipeline.project.load import parse_cli_vars
 
 
 def _project_options(func: Callable) -> Callable:
@@ -60,7 +65,7 @@ def compile(project: Any, dialect: str) -> None:
 def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str,
           state_dir: str | None, full_refresh: bool) -> None:
     """Build the selected nodes into DuckDB and publish the scorecard."""
-    from .progress import Reporter
+    from northstar_pipeline.present.progress import Reporter
 
     reporter = Reporter(log_format)
     try:
@@ -106,7 +111,11 @@ def scorecard(project: Any, grain: str | None, period: str | None, fmt: str) -> 
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def lint(project: Any, fmt: str) -> None:
     """Check the tree against the North Star Framework's anti-patterns (exit 1 on an error)."""
-    from .lint import format_findings, has_errors, lint_project
+    from northstar_pipeline.analysis.lint import (
+        format_findings,
+        has_errors,
+        lint_project,
+    )
 
     findings = lint_project(project)
     click.echo(format_findings(findings, fmt))
@@ -121,7 +130,7 @@ def lint(project: Any, fmt: str) -> None:
 @click.option("--grain", default=None, help="Grain whose latest values are shown (default: the project's first).")
 def tree(project: Any, fmt: str, grain: str | None) -> None:
     """Draw the metric tree: formula edges solid, hypothesis edges dotted, guardrails marked."""
-    from .views import render_tree
+    from northstar_pipeline.present.views import render_tree
 
     click.echo(render_tree(project, fmt=fmt, grain=grain or project.grains[0].value))
 
@@ -132,8 +141,8 @@ def tree(project: Any, fmt: str, grain: str | None) -> None:
 @click.option("--period", default=None, help="Period start (YYYY-MM-DD); default: the latest complete period.")
 def explain(project: Any, grain: str | None, period: str | None) -> None:
     """Explain the North Star's change: each input's contribution, biggest movers, guardrails in breach."""
-    from .explain import explain_change
-    from .tree import build_tree
+    from northstar_pipeline.analysis.explain import explain_change
+    from northstar_pipeline.tree.tree import build_tree
 
     tree = build_tree(api.compile_project(project))  # units and thresholds are in the definitions
     click.echo(explain_change(api.read_scorecard(project), grain=grain or project.grains[0].value, period=period,
@@ -146,7 +155,7 @@ def explain(project: Any, grain: str | None, period: str | None) -> None:
 @click.option("--out", "out_dir", default="data/warehouse", show_default=True, type=click.Path(file_okay=False))
 def demo_data(events: int, seed: int, out_dir: str) -> None:
     """Generate the demo grocery-delivery event warehouse (Parquet, hive-partitioned by landed_date)."""
-    from .demo_data import generate_demo_data
+    from northstar_pipeline.demo.demo_data import generate_demo_data
 
     summary = generate_demo_data(Path(out_dir), events=events, seed=seed)
     click.echo(f"wrote {summary.events:,} events of {summary.users:,} users "
@@ -159,7 +168,7 @@ def demo_data(events: int, seed: int, out_dir: str) -> None:
               help="Size of the sample warehouse generated into DIR/data.")
 def init(directory: str, events: int) -> None:
     """Scaffold a working starter project in DIRECTORY, with sample data."""
-    from .scaffold import init_project
+    from northstar_pipeline.demo.scaffold import init_project
 
     root = init_project(Path(directory), events=events)
     click.echo(f"created {root}\nnext: cd {directory} && northstar build")
@@ -190,8 +199,8 @@ def diff(base: str, head: str | None, project_dir: str, profiles_dir: str | None
     them, then builds both sides in a scratch directory on the same data and compares the
     latest periods of every metric. Your target/ and warehouse are not touched.
     """
-    from .diff import diff_project
-    from .diff_markdown import render_markdown, report_payload
+    from northstar_pipeline.review.diff import diff_project
+    from northstar_pipeline.review.markdown import render_markdown, report_payload
 
     report = diff_project(project_dir, base, head, profiles_dir=profiles_dir, target=target,
                           vars=parse_cli_vars(vars_text), build=not no_build, grain=grain, periods=periods)
@@ -203,7 +212,7 @@ def diff(base: str, head: str | None, project_dir: str, profiles_dir: str | None
 
 
 def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None) -> None:
-    from .report import render_scorecard
+    from northstar_pipeline.present.report import render_scorecard
 
     card = api.read_scorecard(project)
     click.echo(render_scorecard(card, grain=grain, fmt=fmt, period=period, project=project.name))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from northstar_pipeline import api
-from northstar_pipeline.demo_data import generate_demo_data
+from northstar_pipeline.demo.demo_data import generate_demo_data
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_PARTS = ("profiles.yml", "models", "metrics", "seeds", "macros")

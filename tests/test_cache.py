@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_errors import edit
 
 from northstar_pipeline import api
 from northstar_pipeline.errors import CompileError
-from test_errors import edit
 
 ITEMS = "metrics/items_per_order.sql"
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import duckdb
 import sqlglot
-
 from test_errors import run_cli
 
 

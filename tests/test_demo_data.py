@@ -12,8 +12,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from northstar_pipeline import demo_data
-from northstar_pipeline.demo_data import DEFAULT_END_DATE, DemoDataSummary, generate_demo_data
+from northstar_pipeline.demo import demo_data
+from northstar_pipeline.demo.demo_data import (
+    DEFAULT_END_DATE,
+    DemoDataSummary,
+    generate_demo_data,
+)
 
 SMALL_EVENTS = 30_000
 LARGE_EVENTS = 300_000

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from conftest import copy_demo_project, events_glob
-from northstar_pipeline.diff import diff_project
-from northstar_pipeline.errors import EXIT_USAGE
 from test_errors import edit, run_cli
+
+from northstar_pipeline.errors import EXIT_USAGE
+from northstar_pipeline.review.diff import diff_project
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.com"}

@@ -6,9 +6,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
-
-from northstar_pipeline.report import format_value
 from test_errors import edit, run_cli
+
+from northstar_pipeline.present.formatting import format_value
 
 
 class Rows(HTMLParser):

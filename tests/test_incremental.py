@@ -9,10 +9,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from conftest import copy_demo_project
-from northstar_pipeline.errors import EXIT_PROJECT
 from test_errors import edit, line_of, run_cli
+
+from northstar_pipeline.errors import EXIT_PROJECT
 
 COLUMNS = "event_id, user_id, event_type, occurred_at, order_id, items, promised_at, delivered_at, landed_date"
 INCREMENTAL_STG_EVENTS = """{{ config(description='Raw events, deduplicated; new partitions are added nightly.',

@@ -9,12 +9,18 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from northstar_pipeline import api
-from northstar_pipeline.lint import RULES, Finding, format_findings, has_errors, lint_project
 from test_errors import edit, line_of, run_cli
 
-STARTER = Path(__file__).resolve().parent.parent / "northstar_pipeline" / "starter"
+from northstar_pipeline import api
+from northstar_pipeline.analysis.lint import (
+    RULES,
+    Finding,
+    format_findings,
+    has_errors,
+    lint_project,
+)
+
+STARTER = Path(__file__).resolve().parent.parent / "northstar_pipeline" / "demo" / "starter"
 NSM = "metrics/on_time_orders.sql"
 ITEMS = "metrics/items_per_order.sql"
 COUNTER = "metrics/support_tickets_per_order.sql"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-
 from conftest import events_glob
 
 ORACLE = """

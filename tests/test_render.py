@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from northstar_pipeline import api
+from northstar_pipeline.build.render import _line_map, render_project
 from northstar_pipeline.errors import CompileError, ProjectError, RenderError
-from northstar_pipeline.render import _line_map, render_project
 
-STARTER = Path(__file__).resolve().parent.parent / "northstar_pipeline" / "starter"
+STARTER = Path(__file__).resolve().parent.parent / "northstar_pipeline" / "demo" / "starter"
 
 
 @pytest.fixture

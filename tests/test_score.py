@@ -11,17 +11,17 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import events_glob
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
-
-from conftest import events_glob
-from northstar_pipeline import api
-from northstar_pipeline.errors import TreeError
-from northstar_pipeline.formula import contribution_sql, formula_sql, parse_formula
 from test_errors import edit, run_cli
 
-STARTER = Path(__file__).resolve().parent.parent / "northstar_pipeline" / "starter"
+from northstar_pipeline import api
+from northstar_pipeline.errors import TreeError
+from northstar_pipeline.tree.formula import contribution_sql, formula_sql, parse_formula
+
+STARTER = Path(__file__).resolve().parent.parent / "northstar_pipeline" / "demo" / "starter"
 MON = date(2026, 1, 5)  # an ISO week start
 
 

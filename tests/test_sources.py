@@ -8,7 +8,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from northstar_pipeline.sources import _max_from_scan, _max_from_statistics, describe_sources, resolve_as_of
+from northstar_pipeline.project.sources import (
+    _max_from_scan,
+    _max_from_statistics,
+    describe_sources,
+    resolve_as_of,
+)
 from northstar_pipeline.types import Source
 
 

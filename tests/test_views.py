@@ -12,14 +12,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from test_errors import run_cli
 
 from northstar_pipeline import api
+from northstar_pipeline.analysis.explain import explain_change
 from northstar_pipeline.errors import UsageError
-from northstar_pipeline.explain import explain_change
-from northstar_pipeline.report import render_scorecard, scorecard_rows
-from northstar_pipeline.tree import build_tree
-from northstar_pipeline.views import render_tree
-from test_errors import run_cli
+from northstar_pipeline.present.report import render_scorecard
+from northstar_pipeline.present.rows import scorecard_rows
+from northstar_pipeline.present.views import render_tree
+from northstar_pipeline.tree.tree import build_tree
 
 NSM, DRIVER, GUARD = "on_time_orders", "on_time_rate", "support_tickets_per_order"
 

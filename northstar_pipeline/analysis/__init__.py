@@ -1,0 +1,1 @@
+"""Commands that read a compiled project or a finished build: explain, lint."""

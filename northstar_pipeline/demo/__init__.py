@@ -1,0 +1,1 @@
+"""The demo: a synthetic event warehouse and the starter project that `northstar init` scaffolds."""

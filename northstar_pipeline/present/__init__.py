@@ -1,0 +1,1 @@
+"""What people read: terminal tables, tree drawings, the HTML page, build progress."""

@@ -1,0 +1,83 @@
+"""Build progress for people and for schedulers: rich on a TTY, plain lines otherwise, or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from typing import IO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+
+class Reporter:
+    """Called as reporter(event, payload) by api.build."""
+
+    def __init__(self, log_format: str = "text", stream: IO[str] | None = None) -> None:
+        self.log_format = log_format
+        self.stream = stream or sys.stderr
+        self.console = Console(file=self.stream, highlight=False)
+        self.is_tty = self.console.is_terminal
+        self.progress: Progress | None = None
+        self.task = None
+
+    def __call__(self, event: str, payload: dict) -> None:
+        if self.log_format == "json":
+            record = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event, **payload}
+            self.stream.write(json.dumps(record, default=str) + "\n")
+            self.stream.flush()
+            return
+        line = self._text(event, payload)
+        if line is None or (line == "" and not self.is_tty):
+            return
+        if self.is_tty:
+            self._draw(event, payload, line)
+        else:
+            self.stream.write(Console(highlight=False, no_color=True).render_str(line).plain + "\n")
+            self.stream.flush()
+
+    def _draw(self, event: str, payload: dict, line: str) -> None:
+        """On a terminal: finished nodes scroll above a live progress bar."""
+        if event == "plan":
+            self.progress = Progress(TextColumn("[bold]building"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.description}"), TimeElapsedColumn(), console=self.console,
+                                     transient=True)
+            self.task = self.progress.add_task("", total=payload["nodes"])
+            self.progress.start()
+        if self.progress is not None and event == "node_start":
+            self.progress.update(self.task, description=payload["relation"])
+            return
+        (self.progress.console if self.progress else self.console).print(line)
+        if self.progress is not None and event == "node_done":
+            self.progress.advance(self.task)
+        if self.progress is not None and event == "build_done":
+            self.progress.stop()
+            self.progress = None
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def _text(self, event: str, p: dict) -> str | None:
+        if event == "node_start":
+            return ""
+        if event == "build_start":
+            return f"[bold]northstar build[/] project={p['project']} target={p['target']} run_id={p['run_id']}"
+        if event == "plan":
+            return f"planned {p['nodes']} nodes in {p['layers']} layers"
+        if event == "node_done":
+            rows = "" if p["rows"] is None else f"{p['rows']:,} rows"
+            mode = f"  ({p['mode']})" if p.get("mode") else ""
+            return f"[green]OK[/] [{p['index']}/{p['total']}] {p['relation']:<40} {rows:>14}  {p['seconds']:.2f}s{mode}"
+        if event == "build_done":
+            return (f"[bold green]Done[/]: {p['nodes']} nodes, scorecard {p['scorecard']} "
+                    f"({p['scorecard_rows']:,} rows) in {p['seconds']:.2f}s")
+        return None

@@ -1,0 +1,256 @@
+"""Load a project from disk: profiles.yml, sources, seeds, models, metrics, macros.
+
+Everything user-written is parsed here once into typed, frozen values; later
+steps never see a raw dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from northstar_pipeline.errors import ProjectError, UsageError
+from northstar_pipeline.project.sandbox import (
+    TemplateCallError,
+    compile_template,
+    env_var_function,
+    make_environment,
+    render_template,
+)
+from northstar_pipeline.types import (
+    Grain,
+    NodeKind,
+    Project,
+    Seed,
+    Source,
+    Target,
+    TemplateFile,
+)
+
+PROFILES_FILE = "profiles.yml"
+SOURCES_FILE = "sources.yml"
+DEFAULT_GRAINS = (Grain.WEEK, Grain.MONTH)
+
+
+def load_project(
+    project_dir: Path | str = ".",
+    *,
+    profiles_dir: Path | str | None = None,
+    target: str | None = None,
+    cli_vars: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Project:
+    root = Path(project_dir).resolve()
+    if not root.is_dir():
+        raise ProjectError(f"project directory '{project_dir}' does not exist", hint="pass --project-dir DIR")
+    profiles_path = (Path(profiles_dir).resolve() if profiles_dir else root) / PROFILES_FILE
+    if not profiles_path.is_file():
+        raise ProjectError(
+            f"no {PROFILES_FILE} in {profiles_path.parent}",
+            hint="run 'northstar init DIR' for a starter project, or pass --profiles-dir",
+        )
+    env_var = env_var_function(environ)
+    profile, lines = _read_yaml(profiles_path, root, {"env_var": env_var})
+    if not isinstance(profile, dict):
+        raise ProjectError("profiles.yml must be a mapping", path=_rel(profiles_path, root), line=1)
+
+    variables = dict(_mapping(profile.get("vars") or {}, "vars", profiles_path, root, lines))
+    variables.update(cli_vars or {})
+    chosen = _target(profile, target, profiles_path, root, lines)
+    target_dir = root / str(profile.get("target_path", "target"))
+    scorecard = profile.get("scorecard_path", "target/scorecard.parquet")
+
+    seeds = tuple(Seed(p.stem, p) for p in sorted((root / "seeds").glob("*.csv")))
+    models = _templates(root, "models", NodeKind.MODEL)
+    metrics = _templates(root, "metrics", NodeKind.METRIC)
+    _check_unique_names(root, seeds, models, metrics)
+    return Project(
+        root=root,
+        name=str(profile.get("name", root.name)),
+        profiles_path=profiles_path,
+        target=chosen,
+        grains=_grains(profile.get("grains", [g.value for g in DEFAULT_GRAINS]), profiles_path, root, lines),
+        vars=tuple(sorted(variables.items())),
+        sources=_sources(root, variables, env_var),
+        seeds=seeds,
+        models=models,
+        metrics=metrics,
+        macros=_templates(root, "macros", NodeKind.MODEL),
+        target_dir=target_dir,
+        scorecard_path=_under(root, scorecard),
+    )
+
+
+def parse_cli_vars(text: str | None) -> dict[str, Any]:
+    """--vars takes a YAML mapping, as in dbt: --vars '{events_path: data/x}'."""
+    if not text:
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--vars is not valid YAML: {exc}", hint="pass a mapping: --vars '{key: value}'") from None
+    if not isinstance(value, dict):
+        raise UsageError("--vars must be a YAML mapping", hint="pass a mapping: --vars '{key: value}'")
+    return value
+
+
+def _read_yaml(path: Path, root: Path, helpers: Mapping[str, Any]) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """Render a YAML file through the sandbox (env_var, var), parse it, and keep key lines."""
+    rel = _rel(path, root)
+    env = make_environment()
+    text = render_template(compile_template(env, path.read_text(), rel, ProjectError), helpers, rel, ProjectError)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise ProjectError(
+            f"invalid YAML: {exc.problem or exc}",
+            path=rel,
+            line=mark.line + 1 if mark else None,
+            col=mark.column + 1 if mark else None,
+            hint="check indentation and that every 'key: value' is on its own line",
+        ) from None
+    return data, _key_lines(node)
+
+
+def _key_lines(node: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """Map each key path (('outputs', 'dev', 'path'), ...) to its 1-based line."""
+    lines: dict[tuple[str, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*prefix, str(key.value))
+            lines[path] = key.start_mark.line + 1
+            lines.update(_key_lines(value, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            path = (*prefix, str(index))
+            lines[path] = item.start_mark.line + 1
+            lines.update(_key_lines(item, path))
+    return lines
+
+
+def _target(profile: dict, requested: str | None, path: Path, root: Path, lines: dict) -> Target:
+    outputs = profile.get("outputs")
+    rel = _rel(path, root)
+    if not isinstance(outputs, dict) or not outputs:
+        raise ProjectError("profiles.yml has no 'outputs:' mapping of targets", path=rel, line=1,
+                           hint="add outputs: {dev: {path: target/dev.duckdb}}")
+    name = str(requested or profile.get("target") or next(iter(outputs)))
+    if name not in outputs:
+        raise ProjectError(
+            f"unknown target '{name}'",
+            path=rel,
+            line=lines.get(("target",), lines.get(("outputs",))),
+            hint=f"choose one of: {', '.join(outputs)} (--target NAME)",
+        )
+    output = outputs[name] or {}
+    if not isinstance(output, dict):
+        raise ProjectError(f"target '{name}' must be a mapping", path=rel, line=lines.get(("outputs", name)))
+    if output.get("type", "duckdb") != "duckdb":
+        raise ProjectError(f"target '{name}' has type '{output.get('type')}'; only duckdb runs builds for now",
+                           path=rel, line=lines.get(("outputs", name, "type")))
+    threads = output.get("threads")
+    if threads is not None and (not str(threads).isdigit() or int(threads) < 1):
+        raise ProjectError(f"threads must be a positive integer, got '{threads}'", path=rel,
+                           line=lines.get(("outputs", name, "threads")))
+    temp = output.get("temp_directory")
+    return Target(
+        name=name,
+        database=_under(root, output.get("path", f"target/{name}.duckdb")),
+        threads=int(threads) if threads is not None else None,
+        memory_limit=str(output["memory_limit"]) if output.get("memory_limit") else None,
+        temp_directory=_under(root, temp) if temp else None,
+    )
+
+
+def _grains(value: Any, path: Path, root: Path, lines: dict) -> tuple[Grain, ...]:
+    values = value if isinstance(value, list) else [value]
+    grains = []
+    for item in values:
+        try:
+            grains.append(Grain(str(item)))
+        except ValueError:
+            raise ProjectError(f"unknown grain '{item}'", path=_rel(path, root), line=lines.get(("grains",)),
+                               hint=f"grains are: {', '.join(g.value for g in Grain)}") from None
+    if not grains:
+        raise ProjectError("grains must list at least one grain", path=_rel(path, root), line=lines.get(("grains",)))
+    return tuple(dict.fromkeys(grains))
+
+
+def _mapping(value: Any, key: str, path: Path, root: Path, lines: dict) -> dict:
+    if not isinstance(value, dict):
+        raise ProjectError(f"'{key}' must be a mapping", path=_rel(path, root), line=lines.get((key,)))
+    return value
+
+
+def _sources(root: Path, variables: Mapping[str, Any], env_var: Any) -> tuple[Source, ...]:
+    path = root / "models" / SOURCES_FILE
+    if not path.is_file():
+        return ()
+    rel = _rel(path, root)
+
+    def var(name: str, default: Any = None) -> Any:
+        if name in variables:
+            return variables[name]
+        if default is None:
+            raise TemplateCallError(f"variable '{name}' is not set", hint=f"set it under vars: in profiles.yml or --vars '{{{name}: ...}}'",
+                                    error_class=ProjectError)
+        return default
+
+    data, lines = _read_yaml(path, root, {"env_var": env_var, "var": var})
+    sources = []
+    for i, group in enumerate((data or {}).get("sources") or []):
+        if not isinstance(group, dict) or "name" not in group:
+            raise ProjectError("each source needs a name", path=rel, line=lines.get(("sources", str(i))))
+        for j, table in enumerate(group.get("tables") or []):
+            where = ("sources", str(i), "tables", str(j))
+            if not isinstance(table, dict) or "name" not in table or "location" not in table:
+                raise ProjectError("each source table needs a name and a location (a Parquet path or glob)",
+                                   path=rel, line=lines.get(where))
+            sources.append(Source(
+                source_name=str(group["name"]),
+                table_name=str(table["name"]),
+                location=str(_under(root, str(table["location"]))),
+                hive_partitioning=bool(table.get("hive_partitioning", True)),
+                path=rel,
+                line=lines.get((*where, "location"), lines.get(where, 1)),
+                loaded_at_field=str(table["loaded_at_field"]) if table.get("loaded_at_field") else None,
+            ))
+    return tuple(sources)
+
+
+def _templates(root: Path, folder: str, kind: NodeKind) -> tuple[TemplateFile, ...]:
+    files = sorted((root / folder).rglob("*.sql"))
+    return tuple(
+        TemplateFile(name=p.stem, kind=kind, path=p, relpath=_rel(p, root), text=p.read_text()) for p in files
+    )
+
+
+def _check_unique_names(root: Path, seeds: tuple[Seed, ...], *groups: tuple[TemplateFile, ...]) -> None:
+    """A name is a table name and a ref() target, so it must be unique across seeds, models and metrics."""
+    seen: dict[str, Path] = {seed.name: _rel(seed.path, root) for seed in seeds}
+    for template in (t for group in groups for t in group):
+        if template.name in seen:
+            raise ProjectError(
+                f"duplicate name '{template.name}': {seen[template.name].as_posix()} has it too",
+                path=template.relpath,
+                line=1,
+                hint="file names are node names and must be unique across models/, metrics/ and seeds/; rename one",
+            )
+        seen[template.name] = template.relpath
+
+
+def _under(root: Path, value: str | Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _rel(path: Path, root: Path) -> Path:
+    try:
+        return path.resolve().relative_to(root)
+    except ValueError:
+        return path

@@ -1,0 +1,104 @@
+"""Read what the sources hold: their schemas (Parquet footers) and the data's as-of time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+from sqlglot import exp
+
+from northstar_pipeline.errors import ProjectError, SourceDataError
+from northstar_pipeline.types import Column, Project, Source
+
+
+def describe_sources(project: Project) -> dict[tuple[str, str], tuple[Column, ...]]:
+    """Every source's columns, read once per compile from the Parquet footers."""
+    con = duckdb.connect(":memory:")
+    try:
+        return {(s.source_name, s.table_name): describe_source(s, con) for s in project.sources}
+    finally:
+        con.close()
+
+
+def describe_source(source: Source, con: duckdb.DuckDBPyConnection | None = None) -> tuple[Column, ...]:
+    """Read the source's schema from its Parquet files (footers only)."""
+    try:
+        relation = (con or duckdb.connect(":memory:")).read_parquet(source.location,
+                                                                    hive_partitioning=source.hive_partitioning)
+    except duckdb.Error as exc:
+        raise SourceDataError(
+            f"no data for source '{source.source_name}.{source.table_name}' at {source.location}: {str(exc).strip().splitlines()[0]}",
+            path=source.path,
+            line=source.line,
+            hint="generate the demo data with 'northstar demo-data', or point location (or its var) at your Parquet files",
+        ) from None
+    return tuple(Column(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True))
+
+
+def resolve_as_of(project: Project, source_columns: dict[tuple[str, str], tuple[Column, ...]] | None = None
+                  ) -> datetime | None:
+    """The `as_of` var if set, else the latest loaded_at_field over the sources that declare one.
+
+    Call describe_sources first: it gives the clear error for a source without data.
+    """
+    override = project.var_map.get("as_of")
+    if override:
+        try:
+            return override if isinstance(override, datetime) else datetime.fromisoformat(str(override))
+        except ValueError:
+            raise ProjectError(f"var as_of={override!r} is not an ISO date or timestamp", path=project.profiles_path,
+                               hint="e.g. --vars '{as_of: 2026-11-18T23:59:59}'") from None
+    latest: datetime | None = None
+    con = duckdb.connect(":memory:")
+    try:
+        for source in project.sources:
+            if not source.loaded_at_field:
+                continue
+            columns = {c.name: c.type for c in (source_columns or {}).get((source.source_name, source.table_name), ())}
+            value = None
+            if columns.get(source.loaded_at_field) in EXACT_STATISTICS_TYPES:
+                value = _max_from_statistics(con, source)
+            if value is None:
+                value = _max_from_scan(con, source)
+            if value is not None and (latest is None or value > latest):
+                latest = value
+    finally:
+        con.close()
+    return latest
+
+
+# Parquet stores these as integers, so a row group's max statistic is the exact max of its values
+# (a string's may be truncated, and a time zone's rendering depends on the session).
+EXACT_STATISTICS_TYPES = frozenset({"TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "DATE"})
+
+
+def _max_from_statistics(con: duckdb.DuckDBPyConnection, source: Source) -> datetime | None:
+    """The max from the Parquet footers alone, when every row group has the statistic; else None."""
+    metadata = exp.Anonymous(this="parquet_metadata", expressions=[exp.Literal.string(source.location)])
+    stat = exp.column("stats_max_value")
+    query = exp.select(
+        exp.Count(this=exp.Star()),
+        exp.Count(this=stat.copy()),
+        exp.Max(this=exp.TryCast(this=stat.copy(), to=exp.DataType.build("TIMESTAMP"))),
+    ).from_(metadata).where(exp.column("path_in_schema").eq(exp.Literal.string(source.loaded_at_field)))
+    try:
+        row_groups, with_statistic, value = con.execute(query.sql("duckdb")).fetchall()[0]
+    except duckdb.Error:
+        return None  # the scan gives the clear error, if there is one
+    return value if row_groups and with_statistic == row_groups else None
+
+
+def _max_from_scan(con: duckdb.DuckDBPyConnection, source: Source) -> datetime | None:
+    scan = exp.Anonymous(this="read_parquet", expressions=[
+        exp.Literal.string(source.location),
+        exp.EQ(this=exp.var("hive_partitioning"), expression=exp.Boolean(this=source.hive_partitioning))])
+    query = exp.select(exp.cast(exp.Max(this=exp.column(source.loaded_at_field, quoted=True)),
+                                exp.DataType.Type.TIMESTAMP)).from_(scan)
+    try:
+        return con.execute(query.sql("duckdb")).fetchall()[0][0]
+    except duckdb.Error as exc:
+        raise SourceDataError(
+            f"cannot read max({source.loaded_at_field}) of source '{source.source_name}.{source.table_name}': "
+            f"{str(exc).strip().splitlines()[0]}",
+            path=source.path, line=source.line,
+            hint="check loaded_at_field names a timestamp column, and that the data exists") from None

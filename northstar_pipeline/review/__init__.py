@@ -1,0 +1,1 @@
+"""Pull-request review: two git revisions compared as syntax trees and as numbers on the same data."""

@@ -1,0 +1,58 @@
+"""The project's files as they were at a git revision, written into a directory (for ``northstar diff``)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+
+from northstar_pipeline.errors import ProjectError, UsageError
+
+
+def export_revision(project_dir: Path, revision: str, dest: Path) -> Path:
+    """Write the project's folder at ``revision`` under ``dest``; return the project root inside it.
+
+    ``git archive`` reads the object store only: the working tree, its index and its
+    checked-out branch are left as they are.
+    """
+    project_dir = project_dir.resolve()
+    top, commit = _toplevel(project_dir), _commit(project_dir, revision)
+    prefix = project_dir.relative_to(top.resolve()).as_posix()
+    pathspec = [prefix] if prefix != "." else []
+    result = subprocess.run(["git", "archive", "--format=tar", commit, "--", *pathspec], cwd=top,
+                            capture_output=True)
+    if result.returncode != 0:
+        raise ProjectError(f"the project folder '{prefix}' does not exist in this revision",
+                           hint="pick a revision where the project existed")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(result.stdout)) as archive:
+        archive.extractall(dest, filter="data")  # no absolute paths, links out of dest, or device files
+    return dest / prefix
+
+
+def describe_revision(project_dir: Path, revision: str) -> str:
+    """``main (1a2b3c4d5e6f)``: the name as given, with the commit it points at."""
+    _toplevel(project_dir.resolve())
+    commit = _commit(project_dir.resolve(), revision)
+    return revision if commit.startswith(revision) else f"{revision} ({commit[:12]})"
+
+
+def _toplevel(project_dir: Path) -> Path:
+    return Path(_git(["rev-parse", "--show-toplevel"], project_dir, "the project is not inside a git repository",
+                     "run northstar diff from a git checkout of the project"))
+
+
+def _commit(project_dir: Path, revision: str) -> str:
+    return _git(["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], project_dir,
+                f"unknown git revision '{revision}'", "use a branch, tag or commit, e.g. main or HEAD~1")
+
+
+def _git(args: list[str], cwd: Path, message: str, hint: str) -> str:
+    try:
+        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise UsageError("git is not installed", hint="install git; northstar diff reads revisions with it") from None
+    if result.returncode != 0 or not result.stdout.strip():
+        raise UsageError(message, hint=hint)
+    return result.stdout.strip()

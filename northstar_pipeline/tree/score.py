@@ -1,0 +1,443 @@
+"""Score a build in the engine: period spine, period-to-date comparison, targets, status,
+exact contributions along formula edges, formula verification and hypothesis tests.
+
+Everything here is SQL over the metric tables (a few hundred rows per metric);
+Python only assembles statements from the tree and reads back small results.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from northstar_pipeline.errors import TreeError
+from northstar_pipeline.sql import union_all
+from northstar_pipeline.tree.formula import contribution_sql, formula_sql
+from northstar_pipeline.tree.tree import Tree, TreeMetric
+from northstar_pipeline.types import Manifest, MetricKind
+
+FORMULA_TOLERANCE = 1e-9  # relative
+ZERO = 1e-12  # absolute: below this both sides count as zero
+MAX_LAG = 3
+MIN_PAIRS = 6  # fewer paired changes than this say nothing
+SIGNIFICANCE = 0.05
+SCORECARD = "scorecard.scorecard"
+VALIDATION = "scorecard.tree_validation"
+
+# Status bands (README "Status"): against a target, or the period-over-period trend without one.
+TARGET_YELLOW = 0.05  # within 5% of target on the wrong side
+TREND_YELLOW, TREND_RED = 0.02, 0.05  # a move in the bad direction of 2% / 5%
+
+
+@dataclass(frozen=True, slots=True)
+class FormulaCheck:
+    metric: str
+    grain: str
+    periods: int
+    max_rel_error: float | None
+    first_break: date | None
+    parent_value: float | None
+    formula_value: float | None
+
+
+def score(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tree, run_id: str, built_at: str,
+          verify: bool = True) -> int:
+    """Build scorecard.scorecard and scorecard.tree_validation; raise TreeError if a formula does not hold."""
+    metrics = [m for m in tree.metrics if _exists(con, m)]
+    if not metrics:
+        return 0
+    _register_inputs(con, manifest, metrics)
+    _build_base(con, manifest)
+    checks = verify_formulas(con, tree, metrics)
+    broken = [c for c in checks if c.first_break is not None]
+    if verify and broken:
+        raise _formula_error(tree, broken[0])
+    hypotheses = test_hypotheses(con, tree, metrics)
+    _build_validation(con, checks, hypotheses, tree)
+    _build_contributions(con, tree, metrics)
+    _build_scorecard(con, tree, manifest.as_of, run_id, built_at)
+    return con.execute(f"SELECT count(*) FROM {SCORECARD}").fetchall()[0][0]
+
+
+def validate_tree(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tree) -> pa.Table:
+    """Formula checks and hypothesis tests over the metric tables already built (e.g. by lint, read-only).
+
+    Returns the tree_validation table (same columns as target/tree_validation.parquet); never raises
+    for a broken formula: its row has holds = false.
+    """
+    metrics = [m for m in tree.metrics if _exists(con, m)]
+    if not metrics:
+        return pa.table({})
+    _register_inputs(con, manifest, metrics)
+    _build_base(con, manifest)
+    _build_validation(con, verify_formulas(con, tree, metrics), test_hypotheses(con, tree, metrics), tree,
+                      table="_ns_validation")
+    return con.table("_ns_validation").to_arrow_table()
+
+
+def verify_formulas(con: duckdb.DuckDBPyConnection, tree: Tree, metrics: list[TreeMetric]) -> list[FormulaCheck]:
+    checks = []
+    for parent, aliases in _checkable_formulas(tree, metrics):
+        value = formula_sql(parent.formula, lambda n: exp.column("value", aliases[n]))
+        rel_error = exp.func("abs", exp.column("value", "p") - value.copy()) / exp.func(
+            "greatest", exp.func("abs", exp.column("value", "p")), exp.func("abs", value.copy()))
+        holds = exp.condition(
+            f"(coalesce(abs(p.value), 0) <= {ZERO} AND ({value.sql('duckdb')} IS NULL OR abs({value.sql('duckdb')}) <= {ZERO}))"
+            f" OR ({rel_error.sql('duckdb')}) <= {FORMULA_TOLERANCE}")
+        query = _join_children(parent.name, aliases).select(
+            exp.column("grain", "p"), exp.column("period_start", "p"), exp.column("value", "p").as_("parent_value"),
+            value.as_("formula_value"), rel_error.as_("rel_error"), exp.not_(exp.func("coalesce", holds, exp.false())).as_("broken"))
+        rows = con.execute(
+            "SELECT grain, count(*), max(rel_error), "
+            "arg_min(period_start, period_start) FILTER (WHERE broken), "
+            "arg_min(parent_value, period_start) FILTER (WHERE broken), "
+            "arg_min(formula_value, period_start) FILTER (WHERE broken) "
+            f"FROM ({query.sql('duckdb')}) GROUP BY grain ORDER BY grain").fetchall()
+        checks += [FormulaCheck(parent.name, g, n, err, first, pv, fv) for g, n, err, first, pv, fv in rows]
+    return checks
+
+
+def test_hypotheses(con: duckdb.DuckDBPyConnection, tree: Tree, metrics: list[TreeMetric]) -> list[tuple]:
+    """Lagged correlation of period-over-period relative changes, child leading parent by 0..MAX_LAG periods."""
+    present = {m.name for m in metrics}
+    edges = [(c, p) for c, p in tree.hypothesis_edges() if c in present and p in present]
+    if not edges:
+        return []
+    con.register("_ns_edges", pa.table({"child": [c for c, _ in edges], "parent": [p for _, p in edges]}))
+    rows = con.execute(_HYPOTHESIS_SQL, {"max_lag": MAX_LAG}).fetchall()
+    con.unregister("_ns_edges")
+    out = []
+    for child, parent, grain, lag, r, n in rows:
+        p_value = _p_value(r, n)
+        out.append((child, parent, grain, lag, r, n, p_value))
+    return out
+
+
+_HYPOTHESIS_SQL = """
+WITH changes AS (
+    SELECT metric, grain, period_start,
+           row_number() OVER w AS idx,
+           -- relative to the magnitude: a metric below zero (minutes early) must not flip the sign
+           (value - lag(value) OVER w) / nullif(abs(lag(value) OVER w), 0) AS change
+    FROM _ns_base
+    WHERE is_complete
+    WINDOW w AS (PARTITION BY metric, grain ORDER BY period_start)
+)
+SELECT e.child, e.parent, p.grain, l.lag, corr(c.change, p.change) AS r, count(c.change * p.change) AS n
+FROM _ns_edges e
+CROSS JOIN range(0, $max_lag + 1) AS l(lag)
+JOIN changes p ON p.metric = e.parent
+JOIN changes c ON c.metric = e.child AND c.grain = p.grain AND c.idx = p.idx - l.lag
+GROUP BY ALL
+ORDER BY e.child, p.grain, l.lag
+"""
+
+
+def _p_value(r: float | None, n: int) -> float | None:
+    """Two-sided p-value of r with Fisher's z transform (normal approximation)."""
+    if r is None or n < 4 or math.isnan(r):
+        return None
+    if abs(r) >= 1:
+        return 0.0
+    z = math.atanh(r) * math.sqrt(n - 3)
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def _register_inputs(con: duckdb.DuckDBPyConnection, manifest: Manifest, metrics: list[TreeMetric]) -> None:
+    kind_order = {MetricKind.NORTH_STAR: 0, MetricKind.INPUT: 1, MetricKind.COUNTER: 2}
+    configs = [m.config for m in metrics]
+    thresholds = [c.threshold for c in configs]
+    meta = pa.table({
+        "metric": [m.name for m in metrics],
+        "label": [c.label for c in configs],
+        "kind": [c.kind.value for c in configs],
+        "kind_order": pa.array([kind_order[c.kind] for c in configs], pa.int8()),
+        "level": pa.array([m.level for m in metrics], pa.int32()),
+        "parent": [c.parent or c.guard for c in configs],
+        "edge": [c.edge.value if c.edge else None for c in configs],
+        "owner": [c.owner for c in configs],
+        "dimension": [c.dimension.value if c.dimension else None for c in configs],
+        "direction": [c.direction.value for c in configs],
+        "is_ratio": [m.node.is_ratio for m in metrics],
+        "config_target": pa.array([c.target for c in configs], pa.float64()),
+        "warn_change_pct": pa.array([t.warn_change_pct if t else None for t in thresholds], pa.float64()),
+        "breach_change_pct": pa.array([t.breach_change_pct if t else None for t in thresholds], pa.float64()),
+        "floor": pa.array([t.floor if t else None for t in thresholds], pa.float64()),
+        "ceiling": pa.array([t.ceiling if t else None for t in thresholds], pa.float64()),
+        "definition_hash": [m.node.definition_hash for m in metrics],
+    })
+    con.register("_ns_meta_arrow", meta)
+    con.execute("CREATE OR REPLACE TEMP TABLE _ns_meta AS SELECT * FROM _ns_meta_arrow")
+    con.unregister("_ns_meta_arrow")
+    parts = [
+        exp.select(exp.Literal.string(m.name).as_("metric"), "grain", "period_start", "value", "numerator",
+                   "denominator", "is_to_date").from_(exp.table_(m.node.name, db=m.node.schema, quoted=True))
+        for m in metrics
+    ]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _ns_values AS {union_all(parts).sql('duckdb')}")
+    has_targets = any(n.name == "targets" and n.schema == "seeds" for n in manifest.nodes) and _table_exists(
+        con, "seeds", "targets")
+    targets = ("SELECT CAST(metric AS VARCHAR) AS metric, CAST(grain AS VARCHAR) AS grain, "
+               "CAST(period_start AS DATE) AS period_start, CAST(target AS DOUBLE) AS target FROM seeds.targets"
+               if has_targets else
+               "SELECT NULL::VARCHAR AS metric, NULL::VARCHAR AS grain, NULL::DATE AS period_start, NULL::DOUBLE AS target WHERE false")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _ns_targets AS {targets}")
+
+
+_INTERVAL_SQL = ("CASE {g} WHEN 'day' THEN INTERVAL 1 DAY WHEN 'week' THEN INTERVAL 7 DAY "
+                 "WHEN 'month' THEN INTERVAL 1 MONTH ELSE INTERVAL 3 MONTH END")
+
+_BASE_SQL = """
+CREATE OR REPLACE TEMP TABLE _ns_base AS
+WITH bounds AS (
+    SELECT grain, min(period_start) AS first_start,
+           greatest(max(period_start), CAST(date_trunc(grain, CAST($as_of AS TIMESTAMP)) AS DATE)) AS last_start
+    FROM _ns_values WHERE NOT is_to_date GROUP BY grain
+), spine AS (
+    SELECT grain, CAST(unnest(generate_series(first_start, last_start, {interval_b})) AS DATE) AS period_start
+    FROM bounds
+), rows AS (
+    SELECT m.metric, s.grain, s.period_start, m.is_ratio,
+           CAST(s.period_start + {interval_s} - INTERVAL 1 DAY AS DATE) AS period_end,
+           CAST($as_of AS TIMESTAMP) IS NULL OR s.period_start + {interval_s} <= CAST($as_of AS TIMESTAMP) AS is_complete,
+           CASE WHEN v.metric IS NOT NULL THEN v.value WHEN m.is_ratio THEN NULL ELSE 0 END AS value,
+           CASE WHEN v.metric IS NOT NULL THEN v.numerator WHEN m.is_ratio THEN 0 END AS numerator,
+           CASE WHEN v.metric IS NOT NULL THEN v.denominator WHEN m.is_ratio THEN 0 END AS denominator
+    FROM spine s
+    CROSS JOIN _ns_meta m
+    LEFT JOIN _ns_values v
+      ON v.metric = m.metric AND v.grain = s.grain AND v.period_start = s.period_start AND NOT v.is_to_date
+), compared AS (
+    SELECT r.*,
+           lag(r.period_start) OVER w AS previous_start,
+           lag(r.value) OVER w AS previous_full_value
+    FROM rows r
+    WINDOW w AS (PARTITION BY r.metric, r.grain ORDER BY r.period_start)
+)
+SELECT c.metric, c.grain, c.period_start, c.period_end, c.is_complete, c.value, c.numerator, c.denominator,
+       CASE WHEN c.is_complete OR c.previous_start IS NULL THEN c.previous_full_value
+            WHEN td.metric IS NOT NULL THEN td.value
+            WHEN c.is_ratio THEN NULL ELSE 0 END AS previous_value,
+       CASE WHEN c.previous_start IS NULL THEN NULL
+            WHEN c.is_complete THEN 'previous_period' ELSE 'period_to_date' END AS comparison
+FROM compared c
+LEFT JOIN _ns_values td
+  ON td.is_to_date AND td.metric = c.metric AND td.grain = c.grain AND td.period_start = c.previous_start
+  AND NOT c.is_complete
+"""
+
+
+def _build_base(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> None:
+    sql = _BASE_SQL.format(interval_b=_INTERVAL_SQL.format(g="grain"), interval_s=_INTERVAL_SQL.format(g="s.grain"))
+    con.execute(sql, {"as_of": manifest.as_of})
+    con.execute("ALTER TABLE _ns_base ADD COLUMN change DOUBLE")
+    con.execute("UPDATE _ns_base SET change = value - previous_value")
+
+
+def _checkable_formulas(tree: Tree, metrics: list[TreeMetric]) -> list[tuple[TreeMetric, dict[str, str]]]:
+    """Formula parents built in this database with all their children, and a table alias per child."""
+    present = {m.name for m in metrics}
+    return [(p, {name: f"c{i}" for i, name in enumerate(p.formula.metrics)}) for p in tree.formula_parents
+            if p.name in present and set(p.formula.metrics) <= present]
+
+
+def _join_children(parent: str, aliases: dict[str, str]) -> exp.Select:
+    query = exp.select().from_(exp.alias_(exp.to_table("_ns_base"), "p", table=True)).where(
+        exp.column("metric", "p").eq(exp.Literal.string(parent)))
+    for name, alias in aliases.items():
+        on = exp.and_(
+            exp.column("metric", alias).eq(exp.Literal.string(name)),
+            exp.column("grain", alias).eq(exp.column("grain", "p")),
+            exp.column("period_start", alias).eq(exp.column("period_start", "p")))
+        query = query.join(exp.alias_(exp.to_table("_ns_base"), alias, table=True), on=on, join_type="left")
+    return query
+
+
+def _build_contributions(con: duckdb.DuckDBPyConnection, tree: Tree, metrics: list[TreeMetric]) -> None:
+    parts = []
+    for parent, aliases in _checkable_formulas(tree, metrics):
+        shares = contribution_sql(parent.formula, lambda n: exp.column("value", aliases[n]),
+                                  lambda n: exp.column("previous_value", aliases[n]))
+        for name, share in shares.items():
+            parts.append(_join_children(parent.name, aliases).select(
+                exp.Literal.string(name).as_("metric"), exp.column("grain", "p"), exp.column("period_start", "p"),
+                exp.cast(share, exp.DataType.Type.DOUBLE).as_("contribution")))
+    if parts:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _ns_contributions AS {union_all(parts).sql('duckdb')}")
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE _ns_contributions AS "
+                    "SELECT NULL::VARCHAR AS metric, NULL::VARCHAR AS grain, NULL::DATE AS period_start, "
+                    "NULL::DOUBLE AS contribution WHERE false")
+
+
+_SCORECARD_SQL = """
+CREATE OR REPLACE TABLE scorecard.scorecard AS
+WITH scored AS (
+    SELECT b.*, m.label, m.kind, m.kind_order, m.level, m.parent, m.edge, m.owner, m.dimension, m.direction,
+           m.definition_hash, m.warn_change_pct, m.breach_change_pct, m.floor, m.ceiling,
+           CASE WHEN b.previous_value IS NULL OR b.previous_value = 0 THEN NULL
+                ELSE b.change / abs(b.previous_value) END AS change_pct,
+           coalesce(t.target, m.config_target) AS target,
+           c.contribution
+    FROM _ns_base b
+    JOIN _ns_meta m USING (metric)
+    LEFT JOIN _ns_targets t USING (metric, grain, period_start)
+    LEFT JOIN _ns_contributions c USING (metric, grain, period_start)
+), judged AS (
+    SELECT *,
+        CASE WHEN direction = 'lower_is_better' THEN change_pct ELSE -change_pct END AS bad_move,
+        value / nullif(target, 0) AS target_pct
+    FROM scored
+), banded AS (
+    SELECT *,
+        -- A partial period is never judged against a full period's target; its trend judges it.
+        CASE WHEN target IS NULL OR value IS NULL OR NOT is_complete THEN NULL
+             WHEN direction = 'lower_is_better' THEN
+                 CASE WHEN value <= target THEN 'green' WHEN value <= target * (1 + $target_yellow) THEN 'yellow' ELSE 'red' END
+             ELSE CASE WHEN value >= target THEN 'green' WHEN value >= target * (1 - $target_yellow) THEN 'yellow' ELSE 'red' END
+        END AS target_status,
+        CASE WHEN kind <> 'counter' OR value IS NULL THEN NULL
+             WHEN (floor IS NOT NULL AND value < floor) OR (ceiling IS NOT NULL AND value > ceiling) THEN 'red'
+             WHEN breach_change_pct IS NOT NULL AND bad_move * 100 >= breach_change_pct THEN 'red'
+             WHEN warn_change_pct IS NOT NULL AND bad_move * 100 >= warn_change_pct THEN 'yellow'
+             ELSE 'green'
+        END AS guard_status,
+        CASE WHEN bad_move IS NULL THEN NULL WHEN bad_move >= $trend_red THEN 'red'
+             WHEN bad_move >= $trend_yellow THEN 'yellow' ELSE 'green' END AS trend_status
+    FROM judged
+)
+SELECT
+    metric, label, kind, level, parent, edge, owner, dimension, direction, grain, period_start, period_end,
+    is_complete, value, numerator, denominator, previous_value, comparison, change, change_pct,
+    target, target_pct,
+    CASE WHEN kind = 'counter' THEN
+             CASE greatest(CASE guard_status WHEN 'red' THEN 2 WHEN 'yellow' THEN 1 WHEN 'green' THEN 0 END,
+                           CASE target_status WHEN 'red' THEN 2 WHEN 'yellow' THEN 1 WHEN 'green' THEN 0 END)
+                 WHEN 2 THEN 'red' WHEN 1 THEN 'yellow' WHEN 0 THEN 'green' END
+         ELSE coalesce(target_status, trend_status) END AS status,
+    CASE WHEN kind = 'counter' AND guard_status IS NOT NULL THEN 'guardrail'
+         WHEN target_status IS NOT NULL THEN 'target'
+         WHEN trend_status IS NOT NULL THEN 'trend' END AS status_basis,
+    CASE WHEN kind = 'counter' THEN coalesce(guard_status = 'red', false) END AS guardrail_breached,
+    contribution,
+    CAST(CASE WHEN kind = 'north_star' THEN change END AS DOUBLE) AS contribution_to_nsm,
+    CAST(NULL AS DOUBLE) AS correlation,
+    CAST(NULL AS INTEGER) AS correlation_lag,
+    list(value) FILTER (WHERE is_complete) OVER (
+        PARTITION BY metric, grain ORDER BY period_start ROWS BETWEEN 12 PRECEDING AND CURRENT ROW)[-12:] AS sparkline,
+    definition_hash,
+    CAST($as_of AS TIMESTAMP) AS as_of,
+    CAST($run_id AS VARCHAR) AS run_id,
+    CAST($built_at AS TIMESTAMP) AS built_at
+FROM banded
+ORDER BY kind_order, level NULLS LAST, metric, grain, period_start
+"""
+
+
+def _build_scorecard(con: duckdb.DuckDBPyConnection, tree: Tree, as_of: datetime | None, run_id: str,
+                     built_at: str) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS scorecard")
+    con.execute(_SCORECARD_SQL, {
+        "run_id": run_id, "built_at": built_at, "as_of": as_of,
+        "target_yellow": TARGET_YELLOW, "trend_yellow": TREND_YELLOW, "trend_red": TREND_RED,
+    })
+    # contribution_to_nsm chains down formula edges: a child's share of its parent's change,
+    # scaled by the parent's own share of the North Star's change.
+    depth = max((m.level or 0) for m in tree.metrics)
+    for level in range(1, depth + 1):
+        con.execute("""
+            UPDATE scorecard.scorecard AS s
+            SET contribution_to_nsm = CASE WHEN p.kind = 'north_star' THEN s.contribution
+                                           ELSE s.contribution * p.contribution_to_nsm / nullif(p.change, 0) END
+            FROM scorecard.scorecard AS p
+            WHERE s.level = $level AND s.edge = 'formula' AND p.metric = s.parent
+              AND p.grain = s.grain AND p.period_start = s.period_start
+        """, {"level": level})
+    con.execute("""
+        UPDATE scorecard.scorecard AS s SET correlation = v.r, correlation_lag = v.lag
+        FROM scorecard.tree_validation AS v
+        WHERE v.validation = 'hypothesis' AND v.is_best_lag AND v.child = s.metric AND v.grain = s.grain
+    """)
+
+
+def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck], hypotheses: list[tuple],
+                      tree: Tree, table: str = VALIDATION) -> None:
+    best: dict[tuple[str, str], tuple] = {}
+    for row in hypotheses:
+        child, _, grain, _, r, n, _ = row
+        if r is None or n < MIN_PAIRS or math.isnan(r):
+            continue
+        key = (child, grain)
+        if key not in best or abs(r) > abs(best[key][4]):
+            best[key] = row
+    rows: dict[str, list] = {k: [] for k in ("validation", "metric", "child", "grain", "formula", "lag", "r", "n",
+                                             "p_value", "is_best_lag", "supported", "holds", "periods_checked",
+                                             "max_rel_error", "first_break", "parent_value", "formula_value")}
+
+    def add(**values: object) -> None:
+        for key in rows:
+            rows[key].append(values.get(key))
+
+    for c in checks:
+        add(validation="formula", metric=c.metric, grain=c.grain, formula=tree.get(c.metric).formula.text,
+            holds=c.first_break is None, periods_checked=c.periods, max_rel_error=c.max_rel_error,
+            first_break=c.first_break, parent_value=c.parent_value, formula_value=c.formula_value)
+    for row in hypotheses:
+        child, parent, grain, lag, r, n, p_value = row
+        is_best = best.get((child, grain)) is row
+        expected = 1 if tree.get(child).config.direction is tree.get(parent).config.direction else -1
+        supported = None
+        if is_best:
+            supported = p_value is not None and p_value < SIGNIFICANCE and math.copysign(1, r) == expected
+        add(validation="hypothesis", metric=parent, child=child, grain=grain, lag=lag,
+            r=None if r is None or math.isnan(r) else r, n=n, p_value=p_value, is_best_lag=is_best,
+            supported=supported)
+    arrow = pa.table({
+        **{k: pa.array(v, pa.string()) for k, v in rows.items() if k in ("validation", "metric", "child", "grain", "formula")},
+        "lag": pa.array(rows["lag"], pa.int32()), "r": pa.array(rows["r"], pa.float64()),
+        "n": pa.array(rows["n"], pa.int64()), "p_value": pa.array(rows["p_value"], pa.float64()),
+        "is_best_lag": pa.array(rows["is_best_lag"], pa.bool_()), "supported": pa.array(rows["supported"], pa.bool_()),
+        "holds": pa.array(rows["holds"], pa.bool_()), "periods_checked": pa.array(rows["periods_checked"], pa.int64()),
+        "max_rel_error": pa.array(rows["max_rel_error"], pa.float64()),
+        "first_break": pa.array(rows["first_break"], pa.date32()),
+        "parent_value": pa.array(rows["parent_value"], pa.float64()),
+        "formula_value": pa.array(rows["formula_value"], pa.float64()),
+    })
+    con.register("_ns_validation_arrow", arrow)
+    if table == VALIDATION:
+        con.execute("CREATE SCHEMA IF NOT EXISTS scorecard")
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _ns_validation_arrow")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _ns_validation_arrow")
+    con.unregister("_ns_validation_arrow")
+
+
+def _formula_error(tree: Tree, check: FormulaCheck) -> TreeError:
+    metric = tree.get(check.metric)
+    if check.formula_value is None or check.parent_value is None:
+        gap = f"{metric.name} = {check.parent_value} but the formula gives {check.formula_value}"
+    else:
+        diff = check.parent_value - check.formula_value
+        rel = abs(diff) / max(abs(check.parent_value), abs(check.formula_value))
+        gap = (f"{metric.name} = {check.parent_value:.10g} but {metric.formula.text} = {check.formula_value:.10g} "
+               f"(off by {diff:.6g}, {rel:.3%})")
+    return TreeError(
+        f"formula does not hold for {check.grain} {check.first_break}: {gap}",
+        path=metric.node.relpath, line=metric.config.line,
+        hint="fix the formula or the metric definitions so the parent is exactly the formula of its children; "
+             "or make the edges 'hypothesis' if the relation is not arithmetic")
+
+
+def _exists(con: duckdb.DuckDBPyConnection, metric: TreeMetric) -> bool:
+    return _table_exists(con, metric.node.schema, metric.node.name)
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    rows = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                       [schema, name]).fetchall()
+    return bool(rows[0][0])
