@@ -24,6 +24,7 @@ import sqlglot
 from sqlglot import exp
 
 from northstar_pipeline.build import pipeline
+from northstar_pipeline.project.connection import connect_confined
 from northstar_pipeline.tree import score
 from northstar_pipeline.tree.tree import Tree, TreeMetric, build_tree
 from northstar_pipeline.types import Manifest, MetricKind, Project
@@ -358,7 +359,7 @@ def _data_findings(project: Project, manifest: Manifest, tree: Tree) -> tuple[li
     if not database.is_file():
         return [], [f"{skipped}: no build at {where} yet; run 'northstar build'"]
     try:
-        con = duckdb.connect(str(database), read_only=True)
+        con = connect_confined(database, read_only=True)
     except duckdb.Error as exc:  # e.g. a build holds the file
         return [], [f"{skipped}: cannot open {where}: {_first_line(exc)}"]
     try:

@@ -21,8 +21,10 @@ from sqlglot.errors import OptimizeError, ParseError
 from sqlglot.optimizer.qualify import qualify
 
 from northstar_pipeline.build.cache import CompileCache, cache_key
+from northstar_pipeline.build.confine import check_reads
 from northstar_pipeline.build.render import REF_SCHEMA
 from northstar_pipeline.errors import CompileError
+from northstar_pipeline.project.connection import connect_confined
 from northstar_pipeline.project.sources import describe_sources
 from northstar_pipeline.sql import union_all
 from northstar_pipeline.tree.levels import metric_level
@@ -98,7 +100,7 @@ class Shadow:
 
     def describe(self, sql: str, reads: Iterable[tuple[str, str]], node: RenderedNode) -> tuple[Column, ...]:
         if self._con is None:
-            self._con = duckdb.connect(":memory:")
+            self._con = connect_confined()  # shadow tables only: no file is readable
         for table in reads:
             if table in self._columns and table not in self._created:
                 _create_shadow_table(self._con, *table, self._columns[table])
@@ -137,6 +139,7 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
     batch: tuple[RenderedQuery, exp.Query] | None = None
     for query in node.queries:
         ast = _parse(node, query, template_lines)
+        check_reads(ast, node, query, sources, REF_SCHEMA)  # no files, folders or SQL strings: build/confine.py
         ast = _resolve_tables(ast, node, query, schemas, sources, template_lines)
         if query.incremental:
             batch = (query, ast)  # qualified below, once its own table's columns are known
@@ -438,7 +441,7 @@ def _create_shadow_table(shadow: duckdb.DuckDBPyConnection, schema: str, name: s
 
 def _describe_seed(seed: Seed, project: Project) -> tuple[Column, ...]:
     try:
-        relation = duckdb.connect(":memory:").read_csv(str(seed.path), header=True)
+        relation = connect_confined(files=[seed.path]).read_csv(str(seed.path), header=True)
     except duckdb.Error as exc:
         raise CompileError(f"cannot read seed: {_first_line(exc)}", path=project.relative(seed.path), line=1) from None
     return tuple(Column(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True))

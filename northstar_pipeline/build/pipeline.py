@@ -39,6 +39,7 @@ from northstar_pipeline.errors import (
     NorthstarError,
     PublishError,
 )
+from northstar_pipeline.project.connection import connect_confined, project_reads
 from northstar_pipeline.project.load import load_project
 from northstar_pipeline.project.sources import describe_sources, resolve_as_of
 from northstar_pipeline.tree.tree import build_tree
@@ -121,7 +122,7 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     manifest = compile_project(project, environ=environ)
     plan = plan_layers(manifest, select, exclude, state)
     report("plan", {"nodes": len(plan.nodes), "layers": len(plan.layers)})
-    con = connect(project.target)
+    con = connect(project.target, reads=project_reads(project))
     committed = False
     try:
         con.execute("BEGIN TRANSACTION")
@@ -177,7 +178,7 @@ def read_scorecard(project: Project) -> "pa.Table":
     if not path.is_file():
         raise PublishError(f"no scorecard at {path}", hint="run 'northstar build' first")
     # Read through DuckDB: pyarrow.parquet.read_table would import pyarrow.dataset (~0.1 s per command).
-    con = duckdb.connect(":memory:")
+    con = connect_confined(files=[path])
     try:
         return con.read_parquet(str(path)).to_arrow_table()
     finally:

@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from northstar_pipeline.engines.incremental import build_incremental
 from northstar_pipeline.errors import ExecutionError
+from northstar_pipeline.project.connection import connect_confined
 from northstar_pipeline.types import (
     CompiledNode,
     Manifest,
@@ -25,7 +26,9 @@ from northstar_pipeline.types import (
 )
 
 
-def connect(target: Target, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(target: Target, read_only: bool = False, reads: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+            ) -> duckdb.DuckDBPyConnection:
+    """The project's database, confined to ``reads`` (directories, files): see project/connection.py."""
     config: dict[str, str | int] = {}
     if target.threads:
         config["threads"] = target.threads
@@ -36,10 +39,9 @@ def connect(target: Target, read_only: bool = False) -> duckdb.DuckDBPyConnectio
     if not read_only:
         target.database.parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = duckdb.connect(str(target.database), read_only=read_only, config=config)
         # Sources are scanned by several nodes (three times by the demo's dedupe): keep Parquet footers cached.
-        con.execute("SET parquet_metadata_cache = true")
-        return con
+        return connect_confined(target.database, directories=reads[0], files=reads[1], read_only=read_only,
+                                config=config, settings={"parquet_metadata_cache": True})
     except duckdb.Error as exc:
         raise ExecutionError(f"cannot open DuckDB database {target.database}: {str(exc).splitlines()[0]}",
                              hint="another process may hold it open; a DuckDB file has one writer") from None

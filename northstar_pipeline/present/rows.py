@@ -9,6 +9,7 @@ import duckdb
 import pyarrow as pa
 
 from northstar_pipeline.errors import UsageError
+from northstar_pipeline.project.connection import connect_confined
 
 
 def scorecard_rows(card: pa.Table, grain: str, period: str | None) -> list[dict]:
@@ -33,7 +34,7 @@ def period_rows(card: pa.Table, grain: str, period: str | None, *, complete_only
     ``period`` is a period start (YYYY-MM-DD); without it, the latest period (or the latest complete
     one with ``complete_only``). An unknown grain or period is a UsageError whose hint names what exists.
     """
-    con = duckdb.connect(":memory:")
+    con = connect_confined()  # the scorecard is registered from memory: no file is read
     try:
         con.register("card", card)
         grains = [r[0] for r in con.execute("SELECT DISTINCT grain FROM card ORDER BY grain").fetchall()]

@@ -8,12 +8,13 @@ import duckdb
 from sqlglot import exp
 
 from northstar_pipeline.errors import ProjectError, SourceDataError
+from northstar_pipeline.project.connection import connect_confined, source_reads
 from northstar_pipeline.types import Column, Project, Source
 
 
 def describe_sources(project: Project) -> dict[tuple[str, str], tuple[Column, ...]]:
     """Every source's columns, read once per compile from the Parquet footers."""
-    con = duckdb.connect(":memory:")
+    con = connect_confined(**_reads(project.sources))
     try:
         return {(s.source_name, s.table_name): describe_source(s, con) for s in project.sources}
     finally:
@@ -23,7 +24,7 @@ def describe_sources(project: Project) -> dict[tuple[str, str], tuple[Column, ..
 def describe_source(source: Source, con: duckdb.DuckDBPyConnection | None = None) -> tuple[Column, ...]:
     """Read the source's schema from its Parquet files (footers only)."""
     try:
-        relation = (con or duckdb.connect(":memory:")).read_parquet(source.location,
+        relation = (con or _source_connection(source)).read_parquet(source.location,
                                                                     hive_partitioning=source.hive_partitioning)
     except duckdb.Error as exc:
         raise SourceDataError(
@@ -33,6 +34,15 @@ def describe_source(source: Source, con: duckdb.DuckDBPyConnection | None = None
             hint="generate the demo data with 'northstar demo-data', or point location (or its var) at your Parquet files",
         ) from None
     return tuple(Column(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True))
+
+
+def _source_connection(source: Source) -> duckdb.DuckDBPyConnection:
+    return connect_confined(**_reads([source]))
+
+
+def _reads(sources) -> dict:
+    directories, files = source_reads(sources)
+    return {"directories": directories, "files": files}
 
 
 def resolve_as_of(project: Project, source_columns: dict[tuple[str, str], tuple[Column, ...]] | None = None
@@ -49,7 +59,7 @@ def resolve_as_of(project: Project, source_columns: dict[tuple[str, str], tuple[
             raise ProjectError(f"var as_of={override!r} is not an ISO date or timestamp", path=project.profiles_path,
                                hint="e.g. --vars '{as_of: 2026-11-18T23:59:59}'") from None
     latest: datetime | None = None
-    con = duckdb.connect(":memory:")
+    con = connect_confined(**_reads(project.sources))
     try:
         for source in project.sources:
             if not source.loaded_at_field:

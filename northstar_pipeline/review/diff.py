@@ -26,6 +26,7 @@ from northstar_pipeline.build import pipeline
 from northstar_pipeline.build.plan import descendants, node_fingerprints
 from northstar_pipeline.build.publish import manifest_payload
 from northstar_pipeline.errors import NorthstarError
+from northstar_pipeline.project.connection import connect_confined
 from northstar_pipeline.review.gitrev import describe_revision, export_revision
 from northstar_pipeline.types import CompiledNode, Manifest, NodeKind, Project
 
@@ -174,7 +175,7 @@ def compare_manifests(base: Manifest, head: Manifest) -> tuple[NodeChange, ...]:
 
 def compare_scorecards(base: Path, head: Path, grain: str, periods: int) -> tuple[MetricNumbers, ...]:
     """Per metric, the latest ``periods`` periods of ``grain`` before and after, in the head's tree order."""
-    con = duckdb.connect(":memory:")
+    con = connect_confined(files=[base, head])
     try:
         rows = con.execute("""
             WITH b AS (SELECT * FROM read_parquet($base) WHERE grain = $grain),
