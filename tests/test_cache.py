@@ -22,7 +22,7 @@ def test_warm_compile_equals_cold(demo_project: Path) -> None:
     warm = api.compile_project(api.load(demo_project))
     assert [(n.name, n.sql, n.columns, n.definition_hash) for n in warm.nodes] == \
         [(n.name, n.sql, n.columns, n.definition_hash) for n in cold.nodes]
-    assert (demo_project / "target" / ".cache" / "compile.pkl").is_file()
+    assert (demo_project / "target" / ".cache" / "compile.json").is_file()
 
 
 def test_upstream_column_change_reaches_cached_downstream(demo_project: Path) -> None:
@@ -59,6 +59,6 @@ def test_removed_ref_target_is_an_error_not_a_cache_hit(demo_project: Path) -> N
 
 def test_damaged_cache_is_a_cold_start(demo_project: Path) -> None:
     api.compile_project(api.load(demo_project))
-    (demo_project / "target" / ".cache" / "compile.pkl").write_bytes(b"not a pickle")
+    (demo_project / "target" / ".cache" / "compile.json").write_bytes(b"not a cache")
     manifest = api.compile_project(api.load(demo_project))
     assert len(manifest.nodes) > 10

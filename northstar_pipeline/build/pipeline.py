@@ -72,7 +72,7 @@ def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ
     """Render and compile every node; write compiled SQL and manifest.json under target/."""
     source_columns = describe_sources(project)  # first: a clear error when a source has no data
     as_of = resolve_as_of(project, source_columns)  # from the footers' statistics where they are exact
-    cache = CompileCache(project.target_dir / ".cache" / "compile.pkl")
+    cache = CompileCache(project.target_dir / ".cache" / "compile.json")
     rendered = render_project(project, environ, as_of, cache)
     manifest = replace(compiling.compile_project(project, rendered, cache, source_columns), as_of=as_of)
     cache.save()

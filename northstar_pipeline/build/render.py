@@ -21,7 +21,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from northstar_pipeline.build.cache import CompileCache, cache_key, environment_matches
+from northstar_pipeline.build.cache import CompileCache, cache_key, env_value_hash, environment_matches
 from northstar_pipeline.errors import RenderError
 from northstar_pipeline.project.periods import is_complete, period_start, to_date_window
 from northstar_pipeline.project.sandbox import (
@@ -97,7 +97,7 @@ def _recording_env_var(environ: Mapping[str, str], read: dict[str, str | None]) 
     env_var = env_var_function(environ)
 
     def recording(name: str, default: Any = _MISSING) -> str:
-        read[str(name)] = environ.get(str(name))
+        read[str(name)] = env_value_hash(environ.get(str(name)))  # the cache keeps hashes, not values
         return env_var(name) if default is _MISSING else env_var(name, default)
 
     return recording
