@@ -12,8 +12,9 @@ from typing import Any
 
 import yaml
 
-from northstar_pipeline.errors import ProjectError, UsageError
+from northstar_pipeline.errors import NorthstarError, ProjectError, UsageError
 from northstar_pipeline.project.sandbox import (
+    SECRET_PREFIX,
     TemplateCallError,
     compile_template,
     env_var_function,
@@ -52,10 +53,12 @@ def load_project(
             f"no {PROFILES_FILE} in {profiles_path.parent}",
             hint="run 'northstar init DIR' for a starter project, or pass --profiles-dir",
         )
-    env_var = env_var_function(environ)
-    profile, lines = _read_yaml(profiles_path, root, {"env_var": env_var})
+    env_var = env_var_function(environ)  # sources.yml: no secrets
+    secrets: dict[str, str] = {}
+    profile, lines = _read_yaml(profiles_path, root, {"env_var": env_var_function(environ, secrets)}, secrets)
     if not isinstance(profile, dict):
         raise ProjectError("profiles.yml must be a mapping", path=_rel(profiles_path, root), line=1)
+    _check_secrets_stay_in_outputs(profile, secrets, lines, _rel(profiles_path, root))
 
     variables = dict(_mapping(profile.get("vars") or {}, "vars", profiles_path, root, lines))
     variables.update(cli_vars or {})
@@ -97,8 +100,53 @@ def parse_cli_vars(text: str | None) -> dict[str, Any]:
     return value
 
 
-def _read_yaml(path: Path, root: Path, helpers: Mapping[str, Any]) -> tuple[Any, dict[tuple[str, ...], int]]:
+def _read_yaml(path: Path, root: Path, helpers: Mapping[str, Any],
+               secrets: Mapping[str, str] | None = None) -> tuple[Any, dict[tuple[str, ...], int]]:
     """Render a YAML file through the sandbox (env_var, var), parse it, and keep key lines."""
+    try:
+        return _render_yaml(path, root, helpers)
+    except NorthstarError as error:  # an error message may quote rendered text: never a secret's value
+        for value in (secrets or {}).values():
+            error.message = error.message.replace(value, "***")
+            error.hint = error.hint.replace(value, "***") if error.hint else error.hint
+        raise
+
+
+# The output keys northstar itself reads (and may print): a secret belongs in any other key.
+_OUTPUT_KEYS_USED = frozenset({"type", "path", "threads", "memory_limit", "temp_directory"})
+
+
+def _check_secrets_stay_in_outputs(profile: dict, secrets: Mapping[str, str], lines: dict, rel: Path) -> None:
+    """A secret may only be a connection setting under outputs:, never a value northstar writes or prints."""
+    if not secrets:
+        return
+
+    def walk(value: Any, where: tuple[str, ...]) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(str(key), (*where, str(key)))
+                walk(item, (*where, str(key)))
+            return
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, (*where, str(index)))
+            return
+        text = str(value)
+        for name, secret in secrets.items():
+            if not (secret == text or (len(secret) >= 4 and secret in text)):
+                continue
+            if len(where) == 3 and where[0] == "outputs" and where[2] not in _OUTPUT_KEYS_USED:
+                continue
+            raise ProjectError(
+                f"the secret {name} is used in '{'.'.join(where)}', a value northstar writes to target/ or logs",
+                path=rel, line=lines.get(where, lines.get(where[:-1])),
+                hint=f"use {SECRET_PREFIX}* variables only for credentials under outputs: <target>: (not "
+                     f"{', '.join(sorted(_OUTPUT_KEYS_USED))}); read other values with a variable without the prefix")
+
+    walk(profile, ())
+
+
+def _render_yaml(path: Path, root: Path, helpers: Mapping[str, Any]) -> tuple[Any, dict[tuple[str, ...], int]]:
     rel = _rel(path, root)
     env = make_environment()
     text = render_template(compile_template(env, path.read_text(), rel, ProjectError), helpers, rel, ProjectError)

@@ -8,8 +8,9 @@ StrictUndefined turns a typo into an error instead of an empty string.
 from __future__ import annotations
 
 import os
+import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,86 @@ class TemplateCallError(Exception):
         self.error_class = error_class
 
 
+# Bounds on the work one template may ask for: a pull request must not keep CI busy or out of memory.
+MAX_POWER_BITS = 4096  # a ** b whose result would need more bits than this
+MAX_SIZE = 1_000_000  # characters or items a * or + may produce
+MAX_RANGE = 100_000  # items of range(): Jinja's own sandbox limit
+RENDER_SECONDS = 10.0  # wall time of rendering one template (or profiles.yml / sources.yml)
+
+
+class RenderLimitError(Exception):
+    """A template asked for more work than the bounds above allow."""
+
+
+class BoundedEnvironment(SandboxedEnvironment):
+    """The sandbox, with operators that could explode checked first and a deadline checked on every call."""
+
+    intercepted_binops = frozenset({"**", "*", "+"})  # never folded at compile time either
+    deadline = float("inf")
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        self.check_deadline()
+        if operator == "**":
+            _check_power(left, right)
+        elif operator == "*":
+            _check_repeat(left, right)
+        elif isinstance(left, (str, list, tuple)) and isinstance(right, type(left)) and len(left) + len(right) > MAX_SIZE:
+            raise RenderLimitError(f"'+' would make {len(left) + len(right)} characters or items (at most {MAX_SIZE})")
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's signature)
+        __self.check_deadline()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RenderLimitError(f"rendering takes longer than {RENDER_SECONDS:g} s")
+
+
+class _Range(Sequence):
+    """range() whose iteration checks the render deadline, so nested loops cannot run forever."""
+
+    def __init__(self, env: BoundedEnvironment, *args: int) -> None:
+        self._range = range(*args)
+        if len(self._range) > MAX_RANGE:
+            raise RenderLimitError(f"range() of {len(self._range)} items (at most {MAX_RANGE})")
+        self._env = env
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._range[index]
+
+    def __iter__(self) -> Iterator[int]:
+        for index, value in enumerate(self._range):
+            if index % 256 == 0:
+                self._env.check_deadline()
+            yield value
+
+
+def _check_power(left: Any, right: Any) -> None:
+    if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+        if (abs(left).bit_length() - 1) * right > MAX_POWER_BITS:
+            raise RenderLimitError(f"{left} ** {right} is too large (more than {MAX_POWER_BITS} bits)")
+
+
+def _check_repeat(left: Any, right: Any) -> None:
+    for sequence, count in ((left, right), (right, left)):
+        if isinstance(sequence, (str, list, tuple)) and isinstance(count, int) and len(sequence) * count > MAX_SIZE:
+            raise RenderLimitError(f"repeating {len(sequence)} characters or items {count} times is too large "
+                                   f"(at most {MAX_SIZE})")
+
+
 def make_environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+    env = BoundedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
         loader=None,
     )
+    env.globals["range"] = lambda *args: _Range(env, *args)
+    return env
 
 
 def compile_template(env: SandboxedEnvironment, text: str, relpath: Path, error_class: type[NorthstarError]) -> jinja2.Template:
@@ -66,8 +140,21 @@ def render_template(
     error_class: type[NorthstarError] = RenderError,
 ) -> str:
     """Render, turning any template-side failure into one located NorthstarError."""
+    env = template.environment
+    if isinstance(env, BoundedEnvironment):
+        env.deadline = time.monotonic() + RENDER_SECONDS
     try:
         return template.render(**context)
+    except RenderLimitError as exc:
+        raise error_class(f"template does too much work: {exc}", path=relpath, line=_template_line(exc, relpath),
+                          hint="templates generate SQL; compute data in SQL, not in Jinja loops or arithmetic") from None
+    except RecursionError as exc:
+        raise error_class("template recursion too deep (a macro calling itself without end?)", path=relpath,
+                          line=_template_line(exc, relpath),
+                          hint="give the recursive macro a stopping condition, or write it without recursion") from None
+    except (OverflowError, MemoryError) as exc:
+        raise error_class(f"template does too much work: {type(exc).__name__}: {exc}", path=relpath,
+                          hint="templates generate SQL; compute data in SQL, not in Jinja") from None
     except TemplateCallError as exc:
         raise exc.error_class(exc.message, path=relpath, line=_template_line(exc, relpath), hint=exc.hint) from None
     except jinja2.UndefinedError as exc:
@@ -85,10 +172,26 @@ def render_template(
         raise error_class(f"could not render: {exc}", path=relpath, line=_template_line(exc, relpath)) from None
 
 
-def env_var_function(environ: Mapping[str, str] | None = None) -> Callable[..., str]:
+# dbt's convention: such a variable holds a credential. Only profiles.yml may read it, and its value is
+# never written anywhere (project/load.py checks where it lands).
+SECRET_PREFIX = "NORTHSTAR_ENV_SECRET_"
+
+
+def env_var_function(environ: Mapping[str, str] | None = None,
+                     secrets_read: dict[str, str] | None = None) -> Callable[..., str]:
+    """env_var() for templates; with ``secrets_read`` (profiles.yml only) it may read secrets and records them."""
     environ = os.environ if environ is None else environ
 
     def env_var(name: str, default: Any = _MISSING) -> str:
+        name = str(name)
+        if name.startswith(SECRET_PREFIX):
+            if secrets_read is None:
+                raise TemplateCallError(
+                    f"environment variable '{name}' is a secret: only profiles.yml may read it",
+                    hint=f"a {SECRET_PREFIX}* variable holds a credential and must not reach SQL, logs or target/; "
+                         "read a variable without that prefix here")
+            if name in environ and environ[name]:
+                secrets_read[name] = environ[name]
         if name in environ:
             return environ[name]
         if default is _MISSING:
