@@ -114,8 +114,12 @@ def test_contract_types_checked(starter: Path) -> None:
 
 
 def test_env_var_default_and_override(starter: Path) -> None:
-    project = api.load(starter, environ={"NORTHSTAR_TARGET": "prod", "NORTHSTAR_PROD_DB": "/tmp/x.duckdb"})
+    # A database outside the project needs a trusted profiles.yml (--profiles-dir): README, Threat model.
+    project = api.load(starter, profiles_dir=starter,
+                       environ={"NORTHSTAR_TARGET": "prod", "NORTHSTAR_PROD_DB": "/tmp/x.duckdb"})
     assert project.target.name == "prod" and str(project.target.database) == "/tmp/x.duckdb"
+    inside = api.load(starter, environ={"NORTHSTAR_TARGET": "prod", "NORTHSTAR_PROD_DB": "target/x.duckdb"})
+    assert inside.target.database == starter.resolve() / "target" / "x.duckdb"
     assert api.load(starter, environ={}).target.name == "dev"
 
 

@@ -53,6 +53,8 @@ def load_project(
             f"no {PROFILES_FILE} in {profiles_path.parent}",
             hint="run 'northstar init DIR' for a starter project, or pass --profiles-dir",
         )
+    if profiles_dir is None:
+        _check_files_inside(root, [profiles_path])
     env_var = env_var_function(environ)  # sources.yml: no secrets
     secrets: dict[str, str] = {}
     profile, lines = _read_yaml(profiles_path, root, {"env_var": env_var_function(environ, secrets)}, secrets)
@@ -65,10 +67,13 @@ def load_project(
     chosen = _target(profile, target, profiles_path, root, lines)
     target_dir = root / str(profile.get("target_path", "target"))
     scorecard = profile.get("scorecard_path", "target/scorecard.parquet")
+    if profiles_dir is None:  # the project's own profiles.yml: a pull request may have written it
+        _check_writes_inside(root, profiles_path, lines, chosen, target_dir, _under(root, scorecard))
 
     seeds = tuple(Seed(p.stem, p) for p in sorted((root / "seeds").glob("*.csv")))
     models = _templates(root, "models", NodeKind.MODEL)
     metrics = _templates(root, "metrics", NodeKind.METRIC)
+    _check_files_inside(root, [s.path for s in seeds], [root / "models" / SOURCES_FILE])
     _check_unique_names(root, seeds, models, metrics)
     return Project(
         root=root,
@@ -271,8 +276,43 @@ def _sources(root: Path, variables: Mapping[str, Any], env_var: Any) -> tuple[So
     return tuple(sources)
 
 
+def _check_writes_inside(root: Path, profiles_path: Path, lines: dict, target: Target, target_dir: Path,
+                         scorecard: Path) -> None:
+    """Where a build writes, when profiles.yml is the project's own: inside the project, nowhere else."""
+    checks = [(("outputs", target.name, "path"), target.database), (("target_path",), target_dir),
+              (("scorecard_path",), scorecard)]
+    if target.temp_directory is not None:
+        checks.append((("outputs", target.name, "temp_directory"), target.temp_directory))
+    for key, path in checks:
+        if not _inside(root, path):
+            raise ProjectError(
+                f"{'.'.join(key)} points outside the project ({path}); the project's own profiles.yml writes only "
+                "inside the project",
+                path=_rel(profiles_path, root), line=lines.get(key, lines.get(key[:-1])),
+                hint="use a path under the project folder, or keep a trusted profiles.yml elsewhere and pass "
+                     "--profiles-dir DIR (see README, Threat model)")
+
+
+def _check_files_inside(root: Path, *groups: list[Path]) -> None:
+    """A project file that is a symlink out of the project (seeds/x.csv -> /etc/passwd) is refused, not read."""
+    for path in (p for group in groups for p in group):
+        if (path.is_symlink() or path.exists()) and not _inside(root, path):
+            raise ProjectError("this file is a link to a file outside the project",
+                               path=path.relative_to(root),
+                               hint="commit the file itself, not a symlink; a project reads only its own files "
+                                    "(sources.yml locations excepted)")
+
+
+def _inside(root: Path, path: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
 def _templates(root: Path, folder: str, kind: NodeKind) -> tuple[TemplateFile, ...]:
     files = sorted((root / folder).rglob("*.sql"))
+    _check_files_inside(root, files)  # before reading: a link may point at any file of the machine
     return tuple(
         TemplateFile(name=p.stem, kind=kind, path=p, relpath=_rel(p, root), text=p.read_text()) for p in files
     )

@@ -27,7 +27,15 @@ def export_revision(project_dir: Path, revision: str, dest: Path) -> Path:
                            hint="pick a revision where the project existed")
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(result.stdout)) as archive:
-        archive.extractall(dest, filter="data")  # no absolute paths, links out of dest, or device files
+        try:
+            archive.extractall(dest, filter="data")  # no absolute paths, links out of dest, or device files
+        except tarfile.FilterError as exc:  # a committed symlink pointing out of the project
+            member = Path(exc.tarinfo.name)
+            shown = member.relative_to(prefix) if prefix != "." and member.is_relative_to(prefix) else member
+            raise ProjectError("this file is a link outside the project "
+                               f"({type(exc).__name__})", path=shown,
+                               hint="commit the file itself, not a symlink to it; northstar reads only the "
+                                    "project's own files") from None
     return dest / prefix
 
 
