@@ -283,3 +283,16 @@ def test_relative_sources_and_a_spill_directory_still_build(demo_project: Path, 
     result = run_cli(demo_project, "build", "--full-refresh")
     assert result.returncode == 0, result.stderr
     assert (demo_project / "target" / "scorecard.parquet").is_file()
+
+
+def test_diff_does_not_read_a_new_location(repo: Path, tmp_path: Path, warehouse) -> None:
+    """A change that points a source at another folder of the machine: its data would reach the PR comment."""
+    before = (repo / "target" / "scorecard.parquet").read_bytes()
+    elsewhere = tmp_path / "private" / "events"
+    shutil.copytree(warehouse.events_dir, elsewhere)
+    text = re.sub(r"events_path: .*", f"events_path: {elsewhere}", (repo / "profiles.yml").read_text())
+    (repo / "profiles.yml").write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "read another lake")
+    result = run_cli(repo, "diff", "HEAD~1", "HEAD")
+    assert_contained(result, repo, before, "outside every location the base revision reads", "models/sources.yml")

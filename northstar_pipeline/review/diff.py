@@ -25,8 +25,8 @@ from sqlglot.diff import Insert, Remove
 from northstar_pipeline.build import pipeline
 from northstar_pipeline.build.plan import descendants, node_fingerprints
 from northstar_pipeline.build.publish import manifest_payload
-from northstar_pipeline.errors import NorthstarError
-from northstar_pipeline.project.connection import connect_confined
+from northstar_pipeline.errors import NorthstarError, ProjectError
+from northstar_pipeline.project.connection import connect_confined, glob_base, source_reads
 from northstar_pipeline.review.gitrev import describe_revision, export_revision
 from northstar_pipeline.types import CompiledNode, Manifest, NodeKind, Project
 
@@ -97,6 +97,7 @@ def diff_project(project_dir: Path | str, base: str, head: str | None = None, *,
             with _on_side(label):
                 sides.append(_side(project_dir, revision, Path(scratch) / name, options))
                 manifests.append(pipeline.compile_project(sides[-1], environ=environ))
+        check_head_reads(sides[0], sides[1], project_dir, labels[1])
         changes = compare_manifests(*manifests)
         chosen = grain or sides[1].grains[0].value
         report = DiffReport(base=labels[0], head=labels[1], changes=changes, grain=chosen,
@@ -132,6 +133,24 @@ def _side(project_dir: Path, revision: str | None, scratch: Path, options: dict)
         target_dir=work,
         scorecard_path=work / "scorecard.parquet",
     )
+
+
+def check_head_reads(base: Project, head: Project, project_dir: Path, label: str) -> None:
+    """The change under review may read where the base already reads (or inside the project), nowhere new.
+
+    Its numbers end up in a PR comment, so a source pointing at another folder of the machine would
+    publish that folder's data; a new table in the same lake is fine.
+    """
+    allowed = [Path(d) for d in source_reads(base.sources)[0]] + [Path(f) for f in source_reads(base.sources)[1]]
+    allowed.append(project_dir)
+    for source in head.sources:
+        where = Path(glob_base(source.location)[0])
+        if not any(where == a or where.is_relative_to(a) for a in allowed):
+            raise ProjectError(
+                f"at {label}: source '{source.source_name}.{source.table_name}' reads {source.location}, "
+                "outside every location the base revision reads", path=source.path, line=source.line,
+                hint="diff builds a change only on the data its base already reads; run a build with a trusted "
+                     "profiles.yml (--profiles-dir) to try a new location")
 
 
 def _rebase(location: str, root: Path, project_dir: Path) -> str:
