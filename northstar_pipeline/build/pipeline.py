@@ -31,6 +31,7 @@ from northstar_pipeline.build.publish import (
     write_table,
 )
 from northstar_pipeline.build.render import render_project
+from northstar_pipeline.engines.coverage import data_as_of
 from northstar_pipeline.engines.duckdb import connect, create_sources, execute_node
 from northstar_pipeline.engines.incremental import lineage_fingerprints
 from northstar_pipeline.errors import (
@@ -67,10 +68,14 @@ def load(
     return load_project(project_dir, profiles_dir=profiles_dir, target=target, cli_vars=vars, environ=environ)
 
 
-def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ: Mapping[str, str] | None = None) -> Manifest:
-    """Render and compile every node; write compiled SQL and manifest.json under target/."""
+def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ: Mapping[str, str] | None = None,
+                    as_of: datetime | None = None) -> Manifest:
+    """Render and compile every node; write compiled SQL and manifest.json under target/.
+
+    ``as_of`` overrides the as-of the sources give (the build passes the one the data covers when they give none).
+    """
     source_columns = describe_sources(project)  # first: a clear error when a source has no data
-    as_of = resolve_as_of(project, source_columns)  # from the footers' statistics where they are exact
+    as_of = as_of or resolve_as_of(project, source_columns)  # from the footers' statistics where they are exact
     cache = CompileCache(project.target_dir / ".cache" / "compile.pkl")
     rendered = render_project(project, environ, as_of, cache)
     manifest = replace(compiling.compile_project(project, rendered, cache, source_columns), as_of=as_of)
@@ -119,6 +124,9 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
     report("build_start", {"run_id": run_id, "project": project.name, "target": project.target.name})
     manifest = compile_project(project, environ=environ)
+    if manifest.as_of is not None:
+        report("as_of", {"as_of": manifest.as_of.isoformat(sep=" "),
+                         "source": "var as_of" if project.var_map.get("as_of") else "loaded_at_field"})
     plan = plan_layers(manifest, select, exclude, state)
     report("plan", {"nodes": len(plan.nodes), "layers": len(plan.layers)})
     con = connect(project.target)
@@ -126,6 +134,8 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     try:
         con.execute("BEGIN TRANSACTION")
         results = execute_plan(con, manifest, plan, report, full_refresh)
+        if manifest.as_of is None:
+            manifest, results = _settle_as_of(con, manifest, plan, results, report, environ)
         from northstar_pipeline.tree.score import (
             score,  # pyarrow and the scoring SQL are only needed by a build
         )
@@ -154,6 +164,27 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     report("build_done", {"run_id": run_id, "nodes": len(results), "scorecard_rows": rows,
                           "scorecard": str(project.scorecard_path), "seconds": round(result.seconds, 3)})
     return result
+
+def _settle_as_of(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan, results: tuple[NodeResult, ...],
+                  report: Reporter, environ: Mapping[str, str] | None) -> tuple[Manifest, tuple[NodeResult, ...]]:
+    """No loaded_at_field and no as_of var: the as-of is the end of the last day the metrics' data covers.
+
+    The metrics are rendered again with it (their to-date renderings need it) and rebuilt in the same
+    transaction, so the partial last period is compared with the same span of the one before.
+    """
+    metrics = [n.name for n in manifest.nodes if n.kind is NodeKind.METRIC]
+    as_of = data_as_of(con, metrics)
+    if as_of is None:
+        return manifest, results
+    report("as_of", {"as_of": as_of.isoformat(sep=" "), "source": "data",
+                     "note": "no loaded_at_field or as_of var: the end of the last day the metrics' data covers"})
+    settled = compile_project(manifest.project, environ=environ, as_of=as_of)
+    rebuilt = {}
+    for node in plan.nodes:
+        if node.kind is NodeKind.METRIC:
+            rebuilt[node.name] = execute_node(con, settled.node(node.name))
+    return settled, tuple(rebuilt.get(r.name, r) for r in results)
+
 
 def execute_plan(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan, report: Reporter,
                  full_refresh: bool = False) -> tuple[NodeResult, ...]:

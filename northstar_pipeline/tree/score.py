@@ -169,11 +169,14 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, manifest: Manifest, metrics
         "breach_change_pct": pa.array([t.breach_change_pct if t else None for t in thresholds], pa.float64()),
         "floor": pa.array([t.floor if t else None for t in thresholds], pa.float64()),
         "ceiling": pa.array([t.ceiling if t else None for t in thresholds], pa.float64()),
+        "warn_change": pa.array([t.warn_change if t else None for t in thresholds], pa.float64()),
+        "breach_change": pa.array([t.breach_change if t else None for t in thresholds], pa.float64()),
         "definition_hash": [m.node.definition_hash for m in metrics],
     })
     con.register("_ns_meta_arrow", meta)
     con.execute("CREATE OR REPLACE TEMP TABLE _ns_meta AS SELECT * FROM _ns_meta_arrow")
     con.unregister("_ns_meta_arrow")
+    _add_coverage(con)
     parts = [
         exp.select(exp.Literal.string(m.name).as_("metric"), "grain", "period_start", "value", "numerator",
                    "denominator", "is_to_date").from_(exp.table_(m.node.name, db=m.node.schema, quoted=True))
@@ -189,6 +192,14 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, manifest: Manifest, metrics
     con.execute(f"CREATE OR REPLACE TEMP TABLE _ns_targets AS {targets}")
 
 
+def _add_coverage(con: duckdb.DuckDBPyConnection) -> None:
+    """_ns_meta.covered_from: the first day each metric's data covers (engines/coverage.py), null if unknown."""
+    con.execute("ALTER TABLE _ns_meta ADD COLUMN covered_from DATE")
+    if _table_exists(con, "_northstar", "coverage"):
+        con.execute("UPDATE _ns_meta SET covered_from = c.first_day FROM _northstar.coverage c "
+                    "WHERE c.metric = _ns_meta.metric")
+
+
 _INTERVAL_SQL = ("CASE {g} WHEN 'day' THEN INTERVAL 1 DAY WHEN 'week' THEN INTERVAL 7 DAY "
                  "WHEN 'month' THEN INTERVAL 1 MONTH ELSE INTERVAL 3 MONTH END")
 
@@ -202,9 +213,12 @@ WITH bounds AS (
     SELECT grain, CAST(unnest(generate_series(first_start, last_start, {interval_b})) AS DATE) AS period_start
     FROM bounds
 ), rows AS (
-    SELECT m.metric, s.grain, s.period_start, m.is_ratio,
+    SELECT m.metric, s.grain, s.period_start, m.is_ratio, m.covered_from,
            CAST(s.period_start + {interval_s} - INTERVAL 1 DAY AS DATE) AS period_end,
-           CAST($as_of AS TIMESTAMP) IS NULL OR s.period_start + {interval_s} <= CAST($as_of AS TIMESTAMP) AS is_complete,
+           -- complete = the data covers the period from its first day (README "Period completeness") ...
+           m.covered_from IS NULL OR s.period_start >= m.covered_from AS covers_start,
+           -- ... and to its last: it ended by the as-of
+           CAST($as_of AS TIMESTAMP) IS NULL OR s.period_start + {interval_s} <= CAST($as_of AS TIMESTAMP) AS covers_end,
            CASE WHEN v.metric IS NOT NULL THEN v.value WHEN m.is_ratio THEN NULL ELSE 0 END AS value,
            CASE WHEN v.metric IS NOT NULL THEN v.numerator WHEN m.is_ratio THEN 0 END AS numerator,
            CASE WHEN v.metric IS NOT NULL THEN v.denominator WHEN m.is_ratio THEN 0 END AS denominator
@@ -213,18 +227,28 @@ WITH bounds AS (
     LEFT JOIN _ns_values v
       ON v.metric = m.metric AND v.grain = s.grain AND v.period_start = s.period_start AND NOT v.is_to_date
 ), compared AS (
-    SELECT r.*,
+    SELECT r.*, r.covers_start AND r.covers_end AS is_complete,
            lag(r.period_start) OVER w AS previous_start,
-           lag(r.value) OVER w AS previous_full_value
+           lag(r.value) OVER w AS previous_full_value,
+           lag(r.covers_start AND r.covers_end) OVER w AS previous_complete,
+           lag(r.covers_start) OVER w AS previous_covers_start
     FROM rows r
     WINDOW w AS (PARTITION BY r.metric, r.grain ORDER BY r.period_start)
 )
 SELECT c.metric, c.grain, c.period_start, c.period_end, c.is_complete, c.value, c.numerator, c.denominator,
-       CASE WHEN c.is_complete OR c.previous_start IS NULL THEN c.previous_full_value
+       -- never a partial period against a full one: a period the data covers from its start is compared with
+       -- the previous period only if that one is complete too, or (partial at the as-of) with its same span
+       CASE WHEN c.previous_start IS NULL OR NOT c.covers_start THEN NULL
+            WHEN c.is_complete THEN CASE WHEN c.previous_complete THEN c.previous_full_value END
+            WHEN NOT c.previous_covers_start THEN NULL
             WHEN td.metric IS NOT NULL THEN td.value
             WHEN c.is_ratio THEN NULL ELSE 0 END AS previous_value,
-       CASE WHEN c.previous_start IS NULL THEN NULL
-            WHEN c.is_complete THEN 'previous_period' ELSE 'period_to_date' END AS comparison
+       CASE WHEN c.previous_start IS NULL OR NOT c.covers_start THEN NULL
+            WHEN c.is_complete THEN CASE WHEN c.previous_complete THEN 'previous_period' END
+            WHEN c.previous_covers_start THEN 'period_to_date' END AS comparison,
+       CASE WHEN c.is_complete THEN 'complete' WHEN c.covers_end THEN 'partial_start'
+            WHEN c.covers_start THEN 'partial_end' ELSE 'partial_both' END AS completeness,
+       c.covered_from AS data_from
 FROM compared c
 LEFT JOIN _ns_values td
   ON td.is_to_date AND td.metric = c.metric AND td.grain = c.grain AND td.period_start = c.previous_start
@@ -279,7 +303,7 @@ _SCORECARD_SQL = """
 CREATE OR REPLACE TABLE scorecard.scorecard AS
 WITH scored AS (
     SELECT b.*, m.label, m.kind, m.kind_order, m.level, m.parent, m.edge, m.owner, m.dimension, m.direction,
-           m.definition_hash, m.warn_change_pct, m.breach_change_pct, m.floor, m.ceiling,
+           m.definition_hash, m.warn_change_pct, m.breach_change_pct, m.floor, m.ceiling, m.warn_change, m.breach_change,
            CASE WHEN b.previous_value IS NULL OR b.previous_value = 0 THEN NULL
                 ELSE b.change / abs(b.previous_value) END AS change_pct,
            coalesce(t.target, m.config_target) AS target,
@@ -291,6 +315,9 @@ WITH scored AS (
 ), judged AS (
     SELECT *,
         CASE WHEN direction = 'lower_is_better' THEN change_pct ELSE -change_pct END AS bad_move,
+        CASE WHEN direction = 'lower_is_better' THEN change ELSE -change END AS bad_change,
+        -- from zero or across it a relative move has no size: a move the bad way then exceeds every relative threshold
+        previous_value = 0 OR previous_value * value < 0 AS crosses_zero,
         value / nullif(target, 0) AS target_pct
     FROM scored
 ), banded AS (
@@ -303,8 +330,14 @@ WITH scored AS (
         END AS target_status,
         CASE WHEN kind <> 'counter' OR value IS NULL THEN NULL
              WHEN (floor IS NOT NULL AND value < floor) OR (ceiling IS NOT NULL AND value > ceiling) THEN 'red'
-             WHEN breach_change_pct IS NOT NULL AND bad_move * 100 >= breach_change_pct THEN 'red'
-             WHEN warn_change_pct IS NOT NULL AND bad_move * 100 >= warn_change_pct THEN 'yellow'
+             -- nothing to compare (first period, or after a partial one): only bounds can judge
+             WHEN previous_value IS NULL THEN CASE WHEN floor IS NOT NULL OR ceiling IS NOT NULL THEN 'green' END
+             WHEN breach_change IS NOT NULL AND bad_change > 0 AND bad_change >= breach_change THEN 'red'
+             WHEN breach_change_pct IS NOT NULL AND (CASE WHEN crosses_zero THEN bad_change > 0
+                                                          ELSE bad_move * 100 >= breach_change_pct END) THEN 'red'
+             WHEN warn_change IS NOT NULL AND bad_change > 0 AND bad_change >= warn_change THEN 'yellow'
+             WHEN warn_change_pct IS NOT NULL AND (CASE WHEN crosses_zero THEN bad_change > 0
+                                                        ELSE bad_move * 100 >= warn_change_pct END) THEN 'yellow'
              ELSE 'green'
         END AS guard_status,
         CASE WHEN bad_move IS NULL THEN NULL WHEN bad_move >= $trend_red THEN 'red'
@@ -333,7 +366,9 @@ SELECT
     definition_hash,
     CAST($as_of AS TIMESTAMP) AS as_of,
     CAST($run_id AS VARCHAR) AS run_id,
-    CAST($built_at AS TIMESTAMP) AS built_at
+    CAST($built_at AS TIMESTAMP) AS built_at,
+    completeness,
+    data_from
 FROM banded
 ORDER BY kind_order, level NULLS LAST, metric, grain, period_start
 """
