@@ -111,41 +111,60 @@ def test_hypotheses(con: duckdb.DuckDBPyConnection, tree: Tree, metrics: list[Tr
     con.register("_ns_edges", pa.table({"child": [c for c, _ in edges], "parent": [p for _, p in edges]}))
     rows = con.execute(_HYPOTHESIS_SQL, {"max_lag": MAX_LAG}).fetchall()
     con.unregister("_ns_edges")
-    out = []
-    for child, parent, grain, lag, r, n in rows:
-        p_value = _p_value(r, n)
-        out.append((child, parent, grain, lag, r, n, p_value))
-    return out
+    return [(child, parent, grain, lag, r, n, _p_value(r, n), rho, _p_value(rho, n))
+            for child, parent, grain, lag, r, n, rho in rows]
 
 
 _HYPOTHESIS_SQL = """
-WITH changes AS (
-    SELECT metric, grain, period_start,
-           row_number() OVER w AS idx,
-           -- relative to the magnitude: a metric below zero (minutes early) must not flip the sign
-           (value - lag(value) OVER w) / nullif(abs(lag(value) OVER w), 0) AS change
+WITH steps AS (
+    SELECT *,
+           dense_rank() OVER (PARTITION BY grain ORDER BY period_start) AS idx,  -- position on the grain's spine
+           lag(value) OVER w AS previous, lag(is_complete) OVER w AS previous_complete
     FROM _ns_base
-    WHERE is_complete
     WINDOW w AS (PARTITION BY metric, grain ORDER BY period_start)
+), changes AS (
+    -- only between two complete periods: a partial first or last period never enters a test;
+    -- relative to the magnitude: a metric below zero (minutes early) must not flip the sign
+    SELECT metric, grain, idx,
+           CASE WHEN is_complete AND previous_complete THEN (value - previous) / nullif(abs(previous), 0) END AS change
+    FROM steps
+), pairs AS (
+    SELECT e.child, e.parent, p.grain, l.lag, c.change AS x, p.change AS y
+    FROM _ns_edges e
+    CROSS JOIN range(0, $max_lag + 1) AS l(lag)
+    JOIN changes p ON p.metric = e.parent
+    JOIN changes c ON c.metric = e.child AND c.grain = p.grain AND c.idx = p.idx - l.lag
+    WHERE c.change IS NOT NULL AND p.change IS NOT NULL
+), ranked AS (
+    -- Spearman's rho is Pearson's r of the ranks (ties get their average rank): one outlier moves it little
+    SELECT *,
+           rank() OVER (PARTITION BY child, grain, lag ORDER BY x)
+               + (count(*) OVER (PARTITION BY child, grain, lag, x) - 1) / 2.0 AS rank_x,
+           rank() OVER (PARTITION BY child, grain, lag ORDER BY y)
+               + (count(*) OVER (PARTITION BY child, grain, lag, y) - 1) / 2.0 AS rank_y
+    FROM pairs
 )
-SELECT e.child, e.parent, p.grain, l.lag, corr(c.change, p.change) AS r, count(c.change * p.change) AS n
-FROM _ns_edges e
-CROSS JOIN range(0, $max_lag + 1) AS l(lag)
-JOIN changes p ON p.metric = e.parent
-JOIN changes c ON c.metric = e.child AND c.grain = p.grain AND c.idx = p.idx - l.lag
+SELECT child, parent, grain, lag, corr(x, y) AS r, count(*) AS n, corr(rank_x, rank_y) AS rho
+FROM ranked
 GROUP BY ALL
-ORDER BY e.child, p.grain, l.lag
+ORDER BY child, grain, lag
 """
 
 
 def _p_value(r: float | None, n: int) -> float | None:
-    """Two-sided p-value of r with Fisher's z transform (normal approximation)."""
+    """Two-sided p-value of a correlation under no correlation: t = r sqrt((n - 2) / (1 - r^2)) on n - 2 df.
+
+    Exact for Pearson's r on normal data (what scipy.stats.pearsonr computes), the usual approximation for
+    Spearman's rho (scipy.stats.spearmanr's).
+    """
+    from scipy import stats  # imported by a build's scoring only
+
     if r is None or n < 4 or math.isnan(r):
         return None
     if abs(r) >= 1:
         return 0.0
-    z = math.atanh(r) * math.sqrt(n - 3)
-    return math.erfc(abs(z) / math.sqrt(2))
+    t = abs(r) * math.sqrt((n - 2) / (1 - r * r))
+    return float(2 * stats.t.sf(t, n - 2))
 
 
 def _register_inputs(con: duckdb.DuckDBPyConnection, manifest: Manifest, metrics: list[TreeMetric]) -> None:
@@ -403,16 +422,20 @@ def _build_scorecard(con: duckdb.DuckDBPyConnection, tree: Tree, as_of: datetime
 def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck], hypotheses: list[tuple],
                       tree: Tree, table: str = VALIDATION) -> None:
     best: dict[tuple[str, str], tuple] = {}
+    lags_tested: dict[tuple[str, str], int] = {}
     for row in hypotheses:
-        child, _, grain, _, r, n, _ = row
-        if r is None or n < MIN_PAIRS or math.isnan(r):
+        child, _, grain, _, r, n, _, rho, _ = row
+        if r is None or rho is None or n < MIN_PAIRS or math.isnan(r) or math.isnan(rho):
             continue
         key = (child, grain)
-        if key not in best or abs(r) > abs(best[key][4]):
+        lags_tested[key] = lags_tested.get(key, 0) + 1
+        # the best lag is the one both statistics agree on most: one outlier pair cannot pick it
+        if key not in best or _strength(row) > _strength(best[key]):
             best[key] = row
     rows: dict[str, list] = {k: [] for k in ("validation", "metric", "child", "grain", "formula", "lag", "r", "n",
                                              "p_value", "is_best_lag", "supported", "holds", "periods_checked",
-                                             "max_rel_error", "first_break", "parent_value", "formula_value")}
+                                             "max_rel_error", "first_break", "parent_value", "formula_value",
+                                             "spearman_r", "spearman_p_value", "lags_tested", "p_value_adjusted")}
 
     def add(**values: object) -> None:
         for key in rows:
@@ -423,15 +446,21 @@ def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck]
             holds=c.first_break is None, periods_checked=c.periods, max_rel_error=c.max_rel_error,
             first_break=c.first_break, parent_value=c.parent_value, formula_value=c.formula_value)
     for row in hypotheses:
-        child, parent, grain, lag, r, n, p_value = row
+        child, parent, grain, lag, r, n, p_value, rho, rho_p = row
         is_best = best.get((child, grain)) is row
         expected = 1 if tree.get(child).config.direction is tree.get(parent).config.direction else -1
-        supported = None
+        supported = adjusted = None
+        tested = lags_tested.get((child, grain), 0)
         if is_best:
-            supported = p_value is not None and p_value < SIGNIFICANCE and math.copysign(1, r) == expected
+            # Bonferroni over the lags tried: picking the best of k lags is k chances to be lucky. Spearman's rho
+            # must agree (sign and p < 0.05): a single outlying pair can make r, not the ranks, look strong.
+            adjusted = min(1.0, tested * p_value)
+            supported = (adjusted < SIGNIFICANCE and rho_p < SIGNIFICANCE and math.copysign(1, r) == expected
+                         and math.copysign(1, rho) == expected)
         add(validation="hypothesis", metric=parent, child=child, grain=grain, lag=lag,
             r=None if r is None or math.isnan(r) else r, n=n, p_value=p_value, is_best_lag=is_best,
-            supported=supported)
+            supported=supported, spearman_r=None if rho is None or math.isnan(rho) else rho,
+            spearman_p_value=rho_p, lags_tested=tested, p_value_adjusted=adjusted)
     arrow = pa.table({
         **{k: pa.array(v, pa.string()) for k, v in rows.items() if k in ("validation", "metric", "child", "grain", "formula")},
         "lag": pa.array(rows["lag"], pa.int32()), "r": pa.array(rows["r"], pa.float64()),
@@ -442,6 +471,10 @@ def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck]
         "first_break": pa.array(rows["first_break"], pa.date32()),
         "parent_value": pa.array(rows["parent_value"], pa.float64()),
         "formula_value": pa.array(rows["formula_value"], pa.float64()),
+        "spearman_r": pa.array(rows["spearman_r"], pa.float64()),
+        "spearman_p_value": pa.array(rows["spearman_p_value"], pa.float64()),
+        "lags_tested": pa.array(rows["lags_tested"], pa.int32()),
+        "p_value_adjusted": pa.array(rows["p_value_adjusted"], pa.float64()),
     })
     con.register("_ns_validation_arrow", arrow)
     if table == VALIDATION:
@@ -450,6 +483,11 @@ def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck]
     else:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _ns_validation_arrow")
     con.unregister("_ns_validation_arrow")
+
+
+def _strength(row: tuple) -> float:
+    """The weaker of |Pearson r| and |Spearman rho| of a hypothesis row."""
+    return min(abs(row[4]), abs(row[7]))
 
 
 def _formula_error(tree: Tree, check: FormulaCheck) -> TreeError:
