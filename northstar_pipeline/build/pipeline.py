@@ -36,13 +36,15 @@ from northstar_pipeline.engines.duckdb import connect, create_sources, execute_n
 from northstar_pipeline.engines.incremental import lineage_fingerprints
 from northstar_pipeline.errors import (
     ExecutionError,
+    FormulaError,
     LockedError,
     NorthstarError,
     PublishError,
 )
 from northstar_pipeline.project.load import load_project
 from northstar_pipeline.project.sources import describe_sources, resolve_as_of
-from northstar_pipeline.tree.tree import build_tree
+from northstar_pipeline.tree.targets import check_targets
+from northstar_pipeline.tree.tree import build_tree, check_one_north_star
 from northstar_pipeline.types import (
     CompiledNode,
     Manifest,
@@ -124,6 +126,9 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
     report("build_start", {"run_id": run_id, "project": project.name, "target": project.target.name})
     manifest = compile_project(project, environ=environ)
+    tree = build_tree(manifest)
+    check_one_north_star(tree)  # lint only reports it; a build must not publish two trees
+    check_targets(project, tree)  # a target that applies to nothing is an error, not a silent no-op
     if manifest.as_of is not None:
         report("as_of", {"as_of": manifest.as_of.isoformat(sep=" "),
                          "source": "var as_of" if project.var_map.get("as_of") else "loaded_at_field"})
@@ -148,6 +153,8 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
             write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
     except NorthstarError as error:
         if not committed:
+            if isinstance(error, FormulaError):
+                _write_failed_validation(con, project)
             _rollback(con)
         # Past the commit only publishing failed: the tables are new, the Parquet files the last good ones.
         _write_failed_run(project, run_id, built_at, started, plan, error,
@@ -231,6 +238,19 @@ def _write_compiled(manifest: Manifest, dialect: str) -> None:
             continue  # unchanged: a warm compile need not rewrite a thousand files
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(text)
+
+
+def _write_failed_validation(con: duckdb.DuckDBPyConnection, project: Project) -> None:
+    """A formula that does not hold: publish tree_validation.parquet (first_break filled) for diagnosis.
+
+    The scorecard stays the last good one; only the validation, which says why this build failed, is new.
+    """
+    try:
+        if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'scorecard' "
+                       "AND table_name = 'tree_validation'").fetchall()[0][0]:
+            write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
+    except (duckdb.Error, PublishError):
+        pass  # the formula error matters more than its diagnosis file
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

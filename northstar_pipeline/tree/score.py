@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-from northstar_pipeline.errors import TreeError
+from northstar_pipeline.errors import FormulaError
 from northstar_pipeline.sql import union_all
 from northstar_pipeline.tree.formula import contribution_sql, formula_sql
 from northstar_pipeline.tree.tree import Tree, TreeMetric
@@ -47,18 +47,18 @@ class FormulaCheck:
 
 def score(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tree, run_id: str, built_at: str,
           verify: bool = True) -> int:
-    """Build scorecard.scorecard and scorecard.tree_validation; raise TreeError if a formula does not hold."""
+    """Build scorecard.scorecard and scorecard.tree_validation; raise FormulaError if a formula does not hold."""
     metrics = [m for m in tree.metrics if _exists(con, m)]
     if not metrics:
         return 0
     _register_inputs(con, manifest, metrics)
     _build_base(con, manifest)
     checks = verify_formulas(con, tree, metrics)
+    hypotheses = test_hypotheses(con, tree, metrics)
+    _build_validation(con, checks, hypotheses, tree)  # before a failure too: the build writes it for diagnosis
     broken = [c for c in checks if c.first_break is not None]
     if verify and broken:
-        raise _formula_error(tree, broken[0])
-    hypotheses = test_hypotheses(con, tree, metrics)
-    _build_validation(con, checks, hypotheses, tree)
+        raise _formula_error(tree, first_break(broken))
     _build_contributions(con, tree, metrics)
     _build_scorecard(con, tree, manifest.as_of, run_id, built_at)
     return con.execute(f"SELECT count(*) FROM {SCORECARD}").fetchall()[0][0]
@@ -485,12 +485,20 @@ def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck]
     con.unregister("_ns_validation_arrow")
 
 
+_GRAIN_ORDER = {"day": 0, "week": 1, "month": 2, "quarter": 3}
+
+
+def first_break(broken: list[FormulaCheck]) -> FormulaCheck:
+    """The break to report: the earliest in time over every formula and grain, the finer grain on a tie."""
+    return min(broken, key=lambda c: (c.first_break, _GRAIN_ORDER.get(c.grain, 9), c.metric))
+
+
 def _strength(row: tuple) -> float:
     """The weaker of |Pearson r| and |Spearman rho| of a hypothesis row."""
     return min(abs(row[4]), abs(row[7]))
 
 
-def _formula_error(tree: Tree, check: FormulaCheck) -> TreeError:
+def _formula_error(tree: Tree, check: FormulaCheck) -> FormulaError:
     metric = tree.get(check.metric)
     if check.formula_value is None or check.parent_value is None:
         gap = f"{metric.name} = {check.parent_value} but the formula gives {check.formula_value}"
@@ -499,11 +507,13 @@ def _formula_error(tree: Tree, check: FormulaCheck) -> TreeError:
         rel = abs(diff) / max(abs(check.parent_value), abs(check.formula_value))
         gap = (f"{metric.name} = {check.parent_value:.10g} but {metric.formula.text} = {check.formula_value:.10g} "
                f"(off by {diff:.6g}, {rel:.3%})")
-    return TreeError(
-        f"formula does not hold for {check.grain} {check.first_break}: {gap}",
+    children = ", ".join(tree.get(name).node.relpath.as_posix() for name in metric.formula.metrics)
+    return FormulaError(
+        f"formula does not hold for {check.grain} {check.first_break} (its first break): {gap}",
         path=metric.node.relpath, line=metric.config.line,
-        hint="fix the formula or the metric definitions so the parent is exactly the formula of its children; "
-             "or make the edges 'hypothesis' if the relation is not arithmetic")
+        hint=f"the parent is {metric.node.relpath.as_posix()}, its formula children {children}: fix the formula or "
+             "the definitions so the parent is exactly the formula of its children, or make the edges 'hypothesis' "
+             "if the relation is not arithmetic; every grain's check is in target/tree_validation.parquet")
 
 
 def _exists(con: duckdb.DuckDBPyConnection, metric: TreeMetric) -> bool:
