@@ -16,10 +16,11 @@ import pyarrow as pa
 from sqlglot import exp
 
 from northstar_pipeline.errors import FormulaError
+from northstar_pipeline.project.periods import next_start
 from northstar_pipeline.sql import union_all
 from northstar_pipeline.tree.formula import contribution_sql, formula_sql
 from northstar_pipeline.tree.tree import Tree, TreeMetric
-from northstar_pipeline.types import Manifest, MetricKind
+from northstar_pipeline.types import Grain, Manifest, MetricKind
 
 FORMULA_TOLERANCE = 1e-9  # relative
 ZERO = 1e-12  # absolute: below this both sides count as zero
@@ -489,8 +490,12 @@ _GRAIN_ORDER = {"day": 0, "week": 1, "month": 2, "quarter": 3}
 
 
 def first_break(broken: list[FormulaCheck]) -> FormulaCheck:
-    """The break to report: the earliest in time over every formula and grain, the finer grain on a tie."""
-    return min(broken, key=lambda c: (c.first_break, _GRAIN_ORDER.get(c.grain, 9), c.metric))
+    """The break to report: the first period to end broken, over every formula and grain (finer grain on a tie).
+
+    A week that breaks inside a month ends first: reporting the month would hide which week it was.
+    """
+    return min(broken, key=lambda c: (next_start(Grain(c.grain), c.first_break), _GRAIN_ORDER.get(c.grain, 9),
+                                      c.metric))
 
 
 def _strength(row: tuple) -> float:
