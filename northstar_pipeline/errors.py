@@ -99,3 +99,7 @@ class UsageError(NorthstarError):
     """A command-line value is wrong (bad --vars, bad --select)."""
 
     exit_code = EXIT_USAGE
+
+
+class FormulaError(TreeError):
+    """A formula that does not hold on the data; the build still publishes tree_validation.parquet."""

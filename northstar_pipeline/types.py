@@ -133,6 +133,8 @@ class Threshold:
     breach_change_pct: float | None = None
     floor: float | None = None
     ceiling: float | None = None
+    warn_change: float | None = None  # absolute move (in the metric's unit) in the bad direction that warns
+    breach_change: float | None = None  # ... and that breaches
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,7 @@ class RenderedQuery:
     line_map: tuple[int, ...]  # line_map[i] = template line of rendered line i + 1
     to_date: bool = False  # the previous period cut to the elapsed span of the current partial one
     incremental: bool = False  # an incremental model's rendering with is_incremental() true
+    coverage: bool = False  # a metric's day rendering: the days its period() expressions cover
 
     def template_line(self, rendered_line: int) -> int:
         if not self.line_map:
@@ -182,6 +185,7 @@ class RenderedNode:
     refs: tuple[tuple[str, int], ...]  # (name, template line)
     sources: tuple[tuple[str, str, int], ...]  # (source, table, template line)
     config: ModelConfig | MetricConfig
+    uses_period: bool = True  # a metric called period(): its rows are bucketed by the grain being rendered
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +210,8 @@ class CompiledNode:
     is_ratio: bool = False  # a metric returning numerator/denominator: an empty period is NULL, not 0
     grain_sql: tuple[tuple[Grain, str], ...] = ()  # per-grain SELECTs of a metric
     incremental_sql: str = ""  # an incremental model's batch query (reads its own table)
+    coverage_sql: str = ""  # a metric's day rendering: min/max of its period_start is the span its data covers
+    uses_period: bool = True  # a metric that never calls period() (lint NS012)
     ast: exp.Expression | None = field(default=None, compare=False, repr=False)
 
     @property

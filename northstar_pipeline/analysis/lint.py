@@ -63,6 +63,8 @@ RULES: tuple[Rule, ...] = (
          "For every key metric you optimize, pair it with a counter-metric (or guardrail) to prevent harm."),
     Rule("NS011", WARNING, "counter-metric without a threshold",
          "Set a threshold: a drop of 3-5% is a common starting point for an alert."),
+    Rule("NS012", ERROR, "metric without period()",
+         "A metric is a number per period: its rows must be bucketed by the grain being reviewed."),
 )
 PROJECT_WIDE = frozenset({"NS001", "NS002", "NS003", "NS010"})
 DATA_RULES = ("NS008", "NS009")
@@ -208,12 +210,23 @@ def _check_counters(tree: Tree) -> Iterable[Finding]:
     for counter in tree.counters:
         threshold = counter.config.threshold
         if threshold is None or all(v is None for v in (threshold.warn_change_pct, threshold.breach_change_pct,
-                                                        threshold.floor, threshold.ceiling)):
+                                                        threshold.floor, threshold.ceiling, threshold.warn_change,
+                                                        threshold.breach_change)):
             yield _finding("NS011", counter, f"counter-metric '{counter.name}' has no threshold: add "
                                              "warn_change_pct / breach_change_pct (e.g. 3 and 5), floor or ceiling")
 
 
-_TREE_CHECKS = (_check_north_star, _check_level_one, _check_inputs, _check_lagging, _check_cumulative, _check_counters)
+def _check_period(tree: Tree) -> Iterable[Finding]:
+    for metric in tree.metrics:
+        if not metric.node.uses_period:
+            yield _finding("NS012", metric, f"metric '{metric.name}' never calls period(): its period_start is the "
+                                            "same at every grain, so at most one grain is right and the days its "
+                                            "data covers are unknown; select {{ period('your_timestamp') }} as "
+                                            "period_start")
+
+
+_TREE_CHECKS = (_check_north_star, _check_level_one, _check_inputs, _check_lagging, _check_cumulative, _check_counters,
+                _check_period)
 
 
 def cumulative_reasons(query: exp.Expression) -> list[tuple[str, str]]:

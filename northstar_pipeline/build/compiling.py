@@ -116,8 +116,8 @@ def _compile_cached(node: RenderedNode, schemas: dict[str, str], shadow: Shadow,
                     cache: CompileCache | None) -> CompiledNode:
     reads = _reads(node, schemas)
     key = cache_key("compile", node.name, node.kind, node.relpath,
-                    [(q.grain, q.sql, q.to_date, q.incremental) for q in node.queries],
-                    repr(node.config), schemas[node.name], [(t, shadow.columns(*t)) for t in reads])
+                    [(q.grain, q.sql, q.to_date, q.incremental, q.coverage) for q in node.queries],
+                    repr(node.config), node.uses_period, schemas[node.name], [(t, shadow.columns(*t)) for t in reads])
     hit = cache.get(key) if cache else None
     if hit is not None:
         return replace(hit, path=node.path)
@@ -137,6 +137,7 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
     template_lines = node.path.read_text().splitlines() if node.path.is_file() else []
     selects: list[tuple[RenderedQuery, exp.Query]] = []
     batch: tuple[RenderedQuery, exp.Query] | None = None
+    coverage_sql = ""
     for query in node.queries:
         ast = _parse(node, query, template_lines)
         check_reads(ast, node, query, sources, REF_SCHEMA)  # no files, folders or SQL strings: build/confine.py
@@ -145,6 +146,9 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
             batch = (query, ast)  # qualified below, once its own table's columns are known
             continue
         _check_no_self_read(ast, node, query, schemas)
+        if query.coverage:  # differs from a grain's rendering only in what period() returns, as to-date does
+            coverage_sql = ast.sql("duckdb", pretty=True) if node.uses_period else ""
+            continue
         if not query.to_date:  # a to-date rendering differs from its grain's only in what period() returns
             _qualify(ast, node, query, shadow.schemas, template_lines)
             if node.kind is NodeKind.METRIC:
@@ -183,6 +187,8 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
         is_ratio="denominator" in {n.lower() for n in selects[0][1].named_selects},
         grain_sql=grain_sql,  # type: ignore[arg-type]
         incremental_sql=incremental_sql,
+        coverage_sql=coverage_sql,
+        uses_period=node.uses_period,
         ast=final,
     )
 

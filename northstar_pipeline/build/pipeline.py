@@ -31,10 +31,12 @@ from northstar_pipeline.build.publish import (
     write_table,
 )
 from northstar_pipeline.build.render import render_project
+from northstar_pipeline.engines.coverage import data_as_of
 from northstar_pipeline.engines.duckdb import connect, create_sources, execute_node
 from northstar_pipeline.engines.incremental import lineage_fingerprints
 from northstar_pipeline.errors import (
     ExecutionError,
+    FormulaError,
     LockedError,
     NorthstarError,
     PublishError,
@@ -42,7 +44,8 @@ from northstar_pipeline.errors import (
 from northstar_pipeline.project.connection import connect_confined, project_reads
 from northstar_pipeline.project.load import load_project
 from northstar_pipeline.project.sources import describe_sources, resolve_as_of
-from northstar_pipeline.tree.tree import build_tree
+from northstar_pipeline.tree.targets import check_targets
+from northstar_pipeline.tree.tree import build_tree, check_one_north_star
 from northstar_pipeline.types import (
     CompiledNode,
     Manifest,
@@ -68,10 +71,14 @@ def load(
     return load_project(project_dir, profiles_dir=profiles_dir, target=target, cli_vars=vars, environ=environ)
 
 
-def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ: Mapping[str, str] | None = None) -> Manifest:
-    """Render and compile every node; write compiled SQL and manifest.json under target/."""
+def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ: Mapping[str, str] | None = None,
+                    as_of: datetime | None = None) -> Manifest:
+    """Render and compile every node; write compiled SQL and manifest.json under target/.
+
+    ``as_of`` overrides the as-of the sources give (the build passes the one the data covers when they give none).
+    """
     source_columns = describe_sources(project)  # first: a clear error when a source has no data
-    as_of = resolve_as_of(project, source_columns)  # from the footers' statistics where they are exact
+    as_of = as_of or resolve_as_of(project, source_columns)  # from the footers' statistics where they are exact
     cache = CompileCache(project.target_dir / ".cache" / "compile.json")
     rendered = render_project(project, environ, as_of, cache)
     manifest = replace(compiling.compile_project(project, rendered, cache, source_columns), as_of=as_of)
@@ -120,6 +127,12 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
     report("build_start", {"run_id": run_id, "project": project.name, "target": project.target.name})
     manifest = compile_project(project, environ=environ)
+    tree = build_tree(manifest)
+    check_one_north_star(tree)  # lint only reports it; a build must not publish two trees
+    check_targets(project, tree)  # a target that applies to nothing is an error, not a silent no-op
+    if manifest.as_of is not None:
+        report("as_of", {"as_of": manifest.as_of.isoformat(sep=" "),
+                         "source": "var as_of" if project.var_map.get("as_of") else "loaded_at_field"})
     plan = plan_layers(manifest, select, exclude, state)
     report("plan", {"nodes": len(plan.nodes), "layers": len(plan.layers)})
     con = connect(project.target, reads=project_reads(project))
@@ -127,6 +140,8 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     try:
         con.execute("BEGIN TRANSACTION")
         results = execute_plan(con, manifest, plan, report, full_refresh)
+        if manifest.as_of is None:
+            manifest, results = _settle_as_of(con, manifest, plan, results, report, environ)
         from northstar_pipeline.tree.score import (
             score,  # pyarrow and the scoring SQL are only needed by a build
         )
@@ -139,6 +154,8 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
             write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
     except NorthstarError as error:
         if not committed:
+            if isinstance(error, FormulaError):
+                _write_failed_validation(con, project)
             _rollback(con)
         # Past the commit only publishing failed: the tables are new, the Parquet files the last good ones.
         _write_failed_run(project, run_id, built_at, started, plan, error,
@@ -155,6 +172,27 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     report("build_done", {"run_id": run_id, "nodes": len(results), "scorecard_rows": rows,
                           "scorecard": str(project.scorecard_path), "seconds": round(result.seconds, 3)})
     return result
+
+def _settle_as_of(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan, results: tuple[NodeResult, ...],
+                  report: Reporter, environ: Mapping[str, str] | None) -> tuple[Manifest, tuple[NodeResult, ...]]:
+    """No loaded_at_field and no as_of var: the as-of is the end of the last day the metrics' data covers.
+
+    The metrics are rendered again with it (their to-date renderings need it) and rebuilt in the same
+    transaction, so the partial last period is compared with the same span of the one before.
+    """
+    metrics = [n.name for n in manifest.nodes if n.kind is NodeKind.METRIC]
+    as_of = data_as_of(con, metrics)
+    if as_of is None:
+        return manifest, results
+    report("as_of", {"as_of": as_of.isoformat(sep=" "), "source": "data",
+                     "note": "no loaded_at_field or as_of var: the end of the last day the metrics' data covers"})
+    settled = compile_project(manifest.project, environ=environ, as_of=as_of)
+    rebuilt = {}
+    for node in plan.nodes:
+        if node.kind is NodeKind.METRIC:
+            rebuilt[node.name] = execute_node(con, settled.node(node.name))
+    return settled, tuple(rebuilt.get(r.name, r) for r in results)
+
 
 def execute_plan(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan, report: Reporter,
                  full_refresh: bool = False) -> tuple[NodeResult, ...]:
@@ -201,6 +239,19 @@ def _write_compiled(manifest: Manifest, dialect: str) -> None:
             continue  # unchanged: a warm compile need not rewrite a thousand files
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(text)
+
+
+def _write_failed_validation(con: duckdb.DuckDBPyConnection, project: Project) -> None:
+    """A formula that does not hold: publish tree_validation.parquet (first_break filled) for diagnosis.
+
+    The scorecard stays the last good one; only the validation, which says why this build failed, is new.
+    """
+    try:
+        if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'scorecard' "
+                       "AND table_name = 'tree_validation'").fetchall()[0][0]:
+            write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
+    except (duckdb.Error, PublishError):
+        pass  # the formula error matters more than its diagnosis file
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -54,6 +54,7 @@ _MISSING = object()
 METRIC_CONFIG_KEYS = {
     "kind", "label", "parent", "edge", "owner", "dimension", "direction", "guard", "formula", "target",
     "unit", "description", "tags", "lint_ignore", "warn_change_pct", "breach_change_pct", "floor", "ceiling",
+    "warn_change", "breach_change",
 }
 MODEL_CONFIG_KEYS = {f.name for f in fields(ModelConfig)}
 
@@ -110,11 +111,15 @@ def _render_node(template: TemplateFile, compiled: Any, project: Project, shared
         variants = [(g, False, False) for g in project.grains]
         if as_of is not None:
             variants += [(g, True, False) for g in project.grains if not is_complete(g, period_start(g, as_of), as_of)]
+    if template.kind is NodeKind.METRIC:
+        variants.append((Grain.DAY, False, False))  # last: the coverage rendering, bucketed by day
     refs: dict[str, int] = {}
     used_sources: dict[tuple[str, str], int] = {}
     configs: list[tuple[dict[str, Any], int]] = []
     queries = []
-    for grain, to_date, incremental in variants:
+    period_calls: list[str] = []
+    for index, (grain, to_date, incremental) in enumerate(variants):
+        coverage = template.kind is NodeKind.METRIC and index == len(variants) - 1
         configs.clear()
         context = dict(shared)
         context.update(
@@ -127,12 +132,12 @@ def _render_node(template: TemplateFile, compiled: Any, project: Project, shared
         )
         if grain is not None:
             period = _to_date_period_function(grain, as_of) if to_date and as_of else _period_function(grain)
-            context.update(grain=grain.value, period=period)
+            context.update(grain=grain.value, period=_recording_period(period, period_calls))
         for macro in macros:
             context.update(_macro_exports(macro, context))
         sql = render_template(compiled, context, template.relpath)
         queries.append(RenderedQuery(grain=grain, sql=sql, line_map=_line_map(template.text, sql), to_date=to_date,
-                                     incremental=incremental))
+                                     incremental=incremental, coverage=coverage))
         # config() is known once rendered: an incremental model is rendered again with is_incremental() true
         if template.kind is NodeKind.MODEL and not incremental and any(
                 kwargs.get("materialized") == "incremental" for kwargs, _ in configs):
@@ -147,7 +152,18 @@ def _render_node(template: TemplateFile, compiled: Any, project: Project, shared
         refs=tuple(refs.items()),
         sources=tuple((s, t, line) for (s, t), line in used_sources.items()),
         config=config,
+        uses_period=template.kind is not NodeKind.METRIC or bool(period_calls),
     )
+
+
+def _recording_period(period: Callable[[str], str], calls: list[str]) -> Callable[[str], str]:
+    """period() that remembers it was called: a metric that never calls it cannot be bucketed by grain."""
+
+    def recording(expression: str) -> str:
+        calls.append(str(expression))
+        return period(expression)
+
+    return recording
 
 
 def _macro_exports(macro: Any, context: dict) -> dict[str, Any]:
@@ -307,13 +323,20 @@ def _build_config(template: TemplateFile, configs: list[tuple[dict[str, Any], in
     _check_keys(kwargs, METRIC_CONFIG_KEYS, template, line)
     kind = _enum(MetricKind, kwargs.get("kind"), "kind", template, line)
     threshold = None
-    if any(k in kwargs for k in ("warn_change_pct", "breach_change_pct", "floor", "ceiling")):
+    if any(k in kwargs for k in ("warn_change_pct", "breach_change_pct", "floor", "ceiling", "warn_change",
+                                 "breach_change")):
         threshold = Threshold(
             warn_change_pct=_number(kwargs.get("warn_change_pct"), "warn_change_pct", template, line),
             breach_change_pct=_number(kwargs.get("breach_change_pct"), "breach_change_pct", template, line),
             floor=_number(kwargs.get("floor"), "floor", template, line),
             ceiling=_number(kwargs.get("ceiling"), "ceiling", template, line),
+            warn_change=_number(kwargs.get("warn_change"), "warn_change", template, line),
+            breach_change=_number(kwargs.get("breach_change"), "breach_change", template, line),
         )
+        for key in ("warn_change_pct", "breach_change_pct", "warn_change", "breach_change"):
+            if (getattr(threshold, key) or 0) < 0:
+                raise RenderError(f"{key} must be zero or more, got {kwargs[key]!r}", path=template.relpath, line=line,
+                                  hint="thresholds are sizes of a move in the bad direction (set by direction=)")
     default_edge = Edge.GUARDRAIL if kind is MetricKind.COUNTER else None
     edge = _enum(Edge, kwargs["edge"], "edge", template, line) if "edge" in kwargs else default_edge
     if kind is MetricKind.INPUT and not kwargs.get("parent"):

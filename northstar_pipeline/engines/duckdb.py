@@ -14,6 +14,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from northstar_pipeline.engines.coverage import check_aligned, record_coverage
 from northstar_pipeline.engines.incremental import build_incremental
 from northstar_pipeline.errors import ExecutionError
 from northstar_pipeline.project.connection import connect_confined
@@ -98,6 +99,8 @@ def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint
         ) from None
     if node.kind is NodeKind.METRIC:
         _check_one_row_per_period(con, node)
+        check_aligned(con, node)
+        record_coverage(con, node)
     return NodeResult(node.name, node.relation, "success", time.perf_counter() - started, rows, mode=mode)
 
 

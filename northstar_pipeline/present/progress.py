@@ -77,6 +77,10 @@ class Reporter:
             rows = "" if p["rows"] is None else f"{p['rows']:,} rows"
             mode = f"  ({p['mode']})" if p.get("mode") else ""
             return f"[green]OK[/] [{p['index']}/{p['total']}] {p['relation']:<40} {rows:>14}  {p['seconds']:.2f}s{mode}"
+        if event == "as_of":
+            why = {"data": p.get("note", "from the data"), "loaded_at_field": "the latest loaded_at_field of the sources",
+                   "var as_of": "the as_of var"}.get(p["source"], p["source"])
+            return f"as of {p['as_of']} ({why}); the period containing it is partial"
         if event == "build_done":
             return (f"[bold green]Done[/]: {p['nodes']} nodes, scorecard {p['scorecard']} "
                     f"({p['scorecard_rows']:,} rows) in {p['seconds']:.2f}s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import duckdb
+import sqlglot
 from sqlglot import exp
 
 from northstar_pipeline.errors import ProjectError, SourceDataError
@@ -66,7 +67,7 @@ def resolve_as_of(project: Project, source_columns: dict[tuple[str, str], tuple[
                 continue
             columns = {c.name: c.type for c in (source_columns or {}).get((source.source_name, source.table_name), ())}
             value = None
-            if columns.get(source.loaded_at_field) in EXACT_STATISTICS_TYPES:
+            if source.loaded_at_field in columns and columns[source.loaded_at_field] in EXACT_STATISTICS_TYPES:
                 value = _max_from_statistics(con, source)
             if value is None:
                 value = _max_from_scan(con, source)
@@ -98,11 +99,36 @@ def _max_from_statistics(con: duckdb.DuckDBPyConnection, source: Source) -> date
     return value if row_groups and with_statistic == row_groups else None
 
 
+def loaded_at_expression(source: Source, columns: dict[str, str] | None = None) -> exp.Expression:
+    """loaded_at_field as a sqlglot expression: a column name, or an expression over the source's columns.
+
+    An expression (e.g. ``make_date(year, month, day)`` over partition columns) is parsed with sqlglot and may
+    only compute over columns of the row: no subquery, table or star, so it cannot read anything else.
+    """
+    field = source.loaded_at_field or ""
+    if columns is not None and field in columns or field.isidentifier():
+        return exp.column(field, quoted=True)
+    try:
+        parsed = sqlglot.parse_one(field, read="duckdb")
+    except sqlglot.errors.SqlglotError as exc:
+        raise ProjectError(f"loaded_at_field {field!r} is neither a column nor a SQL expression: {str(exc).splitlines()[0]}",
+                           path=source.path, line=source.line,
+                           hint="name a timestamp column, or write an expression such as make_date(year, month, day)"
+                           ) from None
+    if isinstance(parsed, exp.Query) or any(parsed.find_all(exp.Subquery, exp.Table, exp.Star, exp.Select)) \
+            or not any(parsed.find_all(exp.Column)):
+        raise ProjectError(f"loaded_at_field {field!r} must compute over the source's own columns",
+                           path=source.path, line=source.line,
+                           hint="no subqueries or tables: e.g. make_date(year, month, day) or "
+                                "to_timestamp(epoch_seconds)")
+    return parsed
+
+
 def _max_from_scan(con: duckdb.DuckDBPyConnection, source: Source) -> datetime | None:
     scan = exp.Anonymous(this="read_parquet", expressions=[
         exp.Literal.string(source.location),
         exp.EQ(this=exp.var("hive_partitioning"), expression=exp.Boolean(this=source.hive_partitioning))])
-    query = exp.select(exp.cast(exp.Max(this=exp.column(source.loaded_at_field, quoted=True)),
+    query = exp.select(exp.cast(exp.Max(this=loaded_at_expression(source)),
                                 exp.DataType.Type.TIMESTAMP)).from_(scan)
     try:
         return con.execute(query.sql("duckdb")).fetchall()[0][0]
@@ -111,4 +137,5 @@ def _max_from_scan(con: duckdb.DuckDBPyConnection, source: Source) -> datetime |
             f"cannot read max({source.loaded_at_field}) of source '{source.source_name}.{source.table_name}': "
             f"{str(exc).strip().splitlines()[0]}",
             path=source.path, line=source.line,
-            hint="check loaded_at_field names a timestamp column, and that the data exists") from None
+            hint="check loaded_at_field names a timestamp column (or is an expression over the source's columns "
+                 "giving one), and that the data exists") from None

@@ -15,11 +15,12 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-from northstar_pipeline.errors import TreeError
+from northstar_pipeline.errors import FormulaError
+from northstar_pipeline.project.periods import next_start
 from northstar_pipeline.sql import union_all
 from northstar_pipeline.tree.formula import contribution_sql, formula_sql
 from northstar_pipeline.tree.tree import Tree, TreeMetric
-from northstar_pipeline.types import Manifest, MetricKind
+from northstar_pipeline.types import Grain, Manifest, MetricKind
 
 FORMULA_TOLERANCE = 1e-9  # relative
 ZERO = 1e-12  # absolute: below this both sides count as zero
@@ -47,18 +48,18 @@ class FormulaCheck:
 
 def score(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tree, run_id: str, built_at: str,
           verify: bool = True) -> int:
-    """Build scorecard.scorecard and scorecard.tree_validation; raise TreeError if a formula does not hold."""
+    """Build scorecard.scorecard and scorecard.tree_validation; raise FormulaError if a formula does not hold."""
     metrics = [m for m in tree.metrics if _exists(con, m)]
     if not metrics:
         return 0
     _register_inputs(con, manifest, metrics)
     _build_base(con, manifest)
     checks = verify_formulas(con, tree, metrics)
+    hypotheses = test_hypotheses(con, tree, metrics)
+    _build_validation(con, checks, hypotheses, tree)  # before a failure too: the build writes it for diagnosis
     broken = [c for c in checks if c.first_break is not None]
     if verify and broken:
-        raise _formula_error(tree, broken[0])
-    hypotheses = test_hypotheses(con, tree, metrics)
-    _build_validation(con, checks, hypotheses, tree)
+        raise _formula_error(tree, first_break(broken))
     _build_contributions(con, tree, metrics)
     _build_scorecard(con, tree, manifest.as_of, run_id, built_at)
     return con.execute(f"SELECT count(*) FROM {SCORECARD}").fetchall()[0][0]
@@ -111,41 +112,60 @@ def test_hypotheses(con: duckdb.DuckDBPyConnection, tree: Tree, metrics: list[Tr
     con.register("_ns_edges", pa.table({"child": [c for c, _ in edges], "parent": [p for _, p in edges]}))
     rows = con.execute(_HYPOTHESIS_SQL, {"max_lag": MAX_LAG}).fetchall()
     con.unregister("_ns_edges")
-    out = []
-    for child, parent, grain, lag, r, n in rows:
-        p_value = _p_value(r, n)
-        out.append((child, parent, grain, lag, r, n, p_value))
-    return out
+    return [(child, parent, grain, lag, r, n, _p_value(r, n), rho, _p_value(rho, n))
+            for child, parent, grain, lag, r, n, rho in rows]
 
 
 _HYPOTHESIS_SQL = """
-WITH changes AS (
-    SELECT metric, grain, period_start,
-           row_number() OVER w AS idx,
-           -- relative to the magnitude: a metric below zero (minutes early) must not flip the sign
-           (value - lag(value) OVER w) / nullif(abs(lag(value) OVER w), 0) AS change
+WITH steps AS (
+    SELECT *,
+           dense_rank() OVER (PARTITION BY grain ORDER BY period_start) AS idx,  -- position on the grain's spine
+           lag(value) OVER w AS previous, lag(is_complete) OVER w AS previous_complete
     FROM _ns_base
-    WHERE is_complete
     WINDOW w AS (PARTITION BY metric, grain ORDER BY period_start)
+), changes AS (
+    -- only between two complete periods: a partial first or last period never enters a test;
+    -- relative to the magnitude: a metric below zero (minutes early) must not flip the sign
+    SELECT metric, grain, idx,
+           CASE WHEN is_complete AND previous_complete THEN (value - previous) / nullif(abs(previous), 0) END AS change
+    FROM steps
+), pairs AS (
+    SELECT e.child, e.parent, p.grain, l.lag, c.change AS x, p.change AS y
+    FROM _ns_edges e
+    CROSS JOIN range(0, $max_lag + 1) AS l(lag)
+    JOIN changes p ON p.metric = e.parent
+    JOIN changes c ON c.metric = e.child AND c.grain = p.grain AND c.idx = p.idx - l.lag
+    WHERE c.change IS NOT NULL AND p.change IS NOT NULL
+), ranked AS (
+    -- Spearman's rho is Pearson's r of the ranks (ties get their average rank): one outlier moves it little
+    SELECT *,
+           rank() OVER (PARTITION BY child, grain, lag ORDER BY x)
+               + (count(*) OVER (PARTITION BY child, grain, lag, x) - 1) / 2.0 AS rank_x,
+           rank() OVER (PARTITION BY child, grain, lag ORDER BY y)
+               + (count(*) OVER (PARTITION BY child, grain, lag, y) - 1) / 2.0 AS rank_y
+    FROM pairs
 )
-SELECT e.child, e.parent, p.grain, l.lag, corr(c.change, p.change) AS r, count(c.change * p.change) AS n
-FROM _ns_edges e
-CROSS JOIN range(0, $max_lag + 1) AS l(lag)
-JOIN changes p ON p.metric = e.parent
-JOIN changes c ON c.metric = e.child AND c.grain = p.grain AND c.idx = p.idx - l.lag
+SELECT child, parent, grain, lag, corr(x, y) AS r, count(*) AS n, corr(rank_x, rank_y) AS rho
+FROM ranked
 GROUP BY ALL
-ORDER BY e.child, p.grain, l.lag
+ORDER BY child, grain, lag
 """
 
 
 def _p_value(r: float | None, n: int) -> float | None:
-    """Two-sided p-value of r with Fisher's z transform (normal approximation)."""
+    """Two-sided p-value of a correlation under no correlation: t = r sqrt((n - 2) / (1 - r^2)) on n - 2 df.
+
+    Exact for Pearson's r on normal data (what scipy.stats.pearsonr computes), the usual approximation for
+    Spearman's rho (scipy.stats.spearmanr's).
+    """
+    from scipy import stats  # imported by a build's scoring only
+
     if r is None or n < 4 or math.isnan(r):
         return None
     if abs(r) >= 1:
         return 0.0
-    z = math.atanh(r) * math.sqrt(n - 3)
-    return math.erfc(abs(z) / math.sqrt(2))
+    t = abs(r) * math.sqrt((n - 2) / (1 - r * r))
+    return float(2 * stats.t.sf(t, n - 2))
 
 
 def _register_inputs(con: duckdb.DuckDBPyConnection, manifest: Manifest, metrics: list[TreeMetric]) -> None:
@@ -169,11 +189,14 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, manifest: Manifest, metrics
         "breach_change_pct": pa.array([t.breach_change_pct if t else None for t in thresholds], pa.float64()),
         "floor": pa.array([t.floor if t else None for t in thresholds], pa.float64()),
         "ceiling": pa.array([t.ceiling if t else None for t in thresholds], pa.float64()),
+        "warn_change": pa.array([t.warn_change if t else None for t in thresholds], pa.float64()),
+        "breach_change": pa.array([t.breach_change if t else None for t in thresholds], pa.float64()),
         "definition_hash": [m.node.definition_hash for m in metrics],
     })
     con.register("_ns_meta_arrow", meta)
     con.execute("CREATE OR REPLACE TEMP TABLE _ns_meta AS SELECT * FROM _ns_meta_arrow")
     con.unregister("_ns_meta_arrow")
+    _add_coverage(con)
     parts = [
         exp.select(exp.Literal.string(m.name).as_("metric"), "grain", "period_start", "value", "numerator",
                    "denominator", "is_to_date").from_(exp.table_(m.node.name, db=m.node.schema, quoted=True))
@@ -189,6 +212,14 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, manifest: Manifest, metrics
     con.execute(f"CREATE OR REPLACE TEMP TABLE _ns_targets AS {targets}")
 
 
+def _add_coverage(con: duckdb.DuckDBPyConnection) -> None:
+    """_ns_meta.covered_from: the first day each metric's data covers (engines/coverage.py), null if unknown."""
+    con.execute("ALTER TABLE _ns_meta ADD COLUMN covered_from DATE")
+    if _table_exists(con, "_northstar", "coverage"):
+        con.execute("UPDATE _ns_meta SET covered_from = c.first_day FROM _northstar.coverage c "
+                    "WHERE c.metric = _ns_meta.metric")
+
+
 _INTERVAL_SQL = ("CASE {g} WHEN 'day' THEN INTERVAL 1 DAY WHEN 'week' THEN INTERVAL 7 DAY "
                  "WHEN 'month' THEN INTERVAL 1 MONTH ELSE INTERVAL 3 MONTH END")
 
@@ -202,9 +233,12 @@ WITH bounds AS (
     SELECT grain, CAST(unnest(generate_series(first_start, last_start, {interval_b})) AS DATE) AS period_start
     FROM bounds
 ), rows AS (
-    SELECT m.metric, s.grain, s.period_start, m.is_ratio,
+    SELECT m.metric, s.grain, s.period_start, m.is_ratio, m.covered_from,
            CAST(s.period_start + {interval_s} - INTERVAL 1 DAY AS DATE) AS period_end,
-           CAST($as_of AS TIMESTAMP) IS NULL OR s.period_start + {interval_s} <= CAST($as_of AS TIMESTAMP) AS is_complete,
+           -- complete = the data covers the period from its first day (README "Period completeness") ...
+           m.covered_from IS NULL OR s.period_start >= m.covered_from AS covers_start,
+           -- ... and to its last: it ended by the as-of
+           CAST($as_of AS TIMESTAMP) IS NULL OR s.period_start + {interval_s} <= CAST($as_of AS TIMESTAMP) AS covers_end,
            CASE WHEN v.metric IS NOT NULL THEN v.value WHEN m.is_ratio THEN NULL ELSE 0 END AS value,
            CASE WHEN v.metric IS NOT NULL THEN v.numerator WHEN m.is_ratio THEN 0 END AS numerator,
            CASE WHEN v.metric IS NOT NULL THEN v.denominator WHEN m.is_ratio THEN 0 END AS denominator
@@ -213,18 +247,28 @@ WITH bounds AS (
     LEFT JOIN _ns_values v
       ON v.metric = m.metric AND v.grain = s.grain AND v.period_start = s.period_start AND NOT v.is_to_date
 ), compared AS (
-    SELECT r.*,
+    SELECT r.*, r.covers_start AND r.covers_end AS is_complete,
            lag(r.period_start) OVER w AS previous_start,
-           lag(r.value) OVER w AS previous_full_value
+           lag(r.value) OVER w AS previous_full_value,
+           lag(r.covers_start AND r.covers_end) OVER w AS previous_complete,
+           lag(r.covers_start) OVER w AS previous_covers_start
     FROM rows r
     WINDOW w AS (PARTITION BY r.metric, r.grain ORDER BY r.period_start)
 )
 SELECT c.metric, c.grain, c.period_start, c.period_end, c.is_complete, c.value, c.numerator, c.denominator,
-       CASE WHEN c.is_complete OR c.previous_start IS NULL THEN c.previous_full_value
+       -- never a partial period against a full one: a period the data covers from its start is compared with
+       -- the previous period only if that one is complete too, or (partial at the as-of) with its same span
+       CASE WHEN c.previous_start IS NULL OR NOT c.covers_start THEN NULL
+            WHEN c.is_complete THEN CASE WHEN c.previous_complete THEN c.previous_full_value END
+            WHEN NOT c.previous_covers_start THEN NULL
             WHEN td.metric IS NOT NULL THEN td.value
             WHEN c.is_ratio THEN NULL ELSE 0 END AS previous_value,
-       CASE WHEN c.previous_start IS NULL THEN NULL
-            WHEN c.is_complete THEN 'previous_period' ELSE 'period_to_date' END AS comparison
+       CASE WHEN c.previous_start IS NULL OR NOT c.covers_start THEN NULL
+            WHEN c.is_complete THEN CASE WHEN c.previous_complete THEN 'previous_period' END
+            WHEN c.previous_covers_start THEN 'period_to_date' END AS comparison,
+       CASE WHEN c.is_complete THEN 'complete' WHEN c.covers_end THEN 'partial_start'
+            WHEN c.covers_start THEN 'partial_end' ELSE 'partial_both' END AS completeness,
+       c.covered_from AS data_from
 FROM compared c
 LEFT JOIN _ns_values td
   ON td.is_to_date AND td.metric = c.metric AND td.grain = c.grain AND td.period_start = c.previous_start
@@ -279,7 +323,7 @@ _SCORECARD_SQL = """
 CREATE OR REPLACE TABLE scorecard.scorecard AS
 WITH scored AS (
     SELECT b.*, m.label, m.kind, m.kind_order, m.level, m.parent, m.edge, m.owner, m.dimension, m.direction,
-           m.definition_hash, m.warn_change_pct, m.breach_change_pct, m.floor, m.ceiling,
+           m.definition_hash, m.warn_change_pct, m.breach_change_pct, m.floor, m.ceiling, m.warn_change, m.breach_change,
            CASE WHEN b.previous_value IS NULL OR b.previous_value = 0 THEN NULL
                 ELSE b.change / abs(b.previous_value) END AS change_pct,
            coalesce(t.target, m.config_target) AS target,
@@ -291,6 +335,9 @@ WITH scored AS (
 ), judged AS (
     SELECT *,
         CASE WHEN direction = 'lower_is_better' THEN change_pct ELSE -change_pct END AS bad_move,
+        CASE WHEN direction = 'lower_is_better' THEN change ELSE -change END AS bad_change,
+        -- from zero or across it a relative move has no size: a move the bad way then exceeds every relative threshold
+        previous_value = 0 OR previous_value * value < 0 AS crosses_zero,
         value / nullif(target, 0) AS target_pct
     FROM scored
 ), banded AS (
@@ -303,8 +350,14 @@ WITH scored AS (
         END AS target_status,
         CASE WHEN kind <> 'counter' OR value IS NULL THEN NULL
              WHEN (floor IS NOT NULL AND value < floor) OR (ceiling IS NOT NULL AND value > ceiling) THEN 'red'
-             WHEN breach_change_pct IS NOT NULL AND bad_move * 100 >= breach_change_pct THEN 'red'
-             WHEN warn_change_pct IS NOT NULL AND bad_move * 100 >= warn_change_pct THEN 'yellow'
+             -- nothing to compare (first period, or after a partial one): only bounds can judge
+             WHEN previous_value IS NULL THEN CASE WHEN floor IS NOT NULL OR ceiling IS NOT NULL THEN 'green' END
+             WHEN breach_change IS NOT NULL AND bad_change > 0 AND bad_change >= breach_change THEN 'red'
+             WHEN breach_change_pct IS NOT NULL AND (CASE WHEN crosses_zero THEN bad_change > 0
+                                                          ELSE bad_move * 100 >= breach_change_pct END) THEN 'red'
+             WHEN warn_change IS NOT NULL AND bad_change > 0 AND bad_change >= warn_change THEN 'yellow'
+             WHEN warn_change_pct IS NOT NULL AND (CASE WHEN crosses_zero THEN bad_change > 0
+                                                        ELSE bad_move * 100 >= warn_change_pct END) THEN 'yellow'
              ELSE 'green'
         END AS guard_status,
         CASE WHEN bad_move IS NULL THEN NULL WHEN bad_move >= $trend_red THEN 'red'
@@ -333,7 +386,9 @@ SELECT
     definition_hash,
     CAST($as_of AS TIMESTAMP) AS as_of,
     CAST($run_id AS VARCHAR) AS run_id,
-    CAST($built_at AS TIMESTAMP) AS built_at
+    CAST($built_at AS TIMESTAMP) AS built_at,
+    completeness,
+    data_from
 FROM banded
 ORDER BY kind_order, level NULLS LAST, metric, grain, period_start
 """
@@ -368,16 +423,20 @@ def _build_scorecard(con: duckdb.DuckDBPyConnection, tree: Tree, as_of: datetime
 def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck], hypotheses: list[tuple],
                       tree: Tree, table: str = VALIDATION) -> None:
     best: dict[tuple[str, str], tuple] = {}
+    lags_tested: dict[tuple[str, str], int] = {}
     for row in hypotheses:
-        child, _, grain, _, r, n, _ = row
-        if r is None or n < MIN_PAIRS or math.isnan(r):
+        child, _, grain, _, r, n, _, rho, _ = row
+        if r is None or rho is None or n < MIN_PAIRS or math.isnan(r) or math.isnan(rho):
             continue
         key = (child, grain)
-        if key not in best or abs(r) > abs(best[key][4]):
+        lags_tested[key] = lags_tested.get(key, 0) + 1
+        # the best lag is the one both statistics agree on most: one outlier pair cannot pick it
+        if key not in best or _strength(row) > _strength(best[key]):
             best[key] = row
     rows: dict[str, list] = {k: [] for k in ("validation", "metric", "child", "grain", "formula", "lag", "r", "n",
                                              "p_value", "is_best_lag", "supported", "holds", "periods_checked",
-                                             "max_rel_error", "first_break", "parent_value", "formula_value")}
+                                             "max_rel_error", "first_break", "parent_value", "formula_value",
+                                             "spearman_r", "spearman_p_value", "lags_tested", "p_value_adjusted")}
 
     def add(**values: object) -> None:
         for key in rows:
@@ -388,15 +447,21 @@ def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck]
             holds=c.first_break is None, periods_checked=c.periods, max_rel_error=c.max_rel_error,
             first_break=c.first_break, parent_value=c.parent_value, formula_value=c.formula_value)
     for row in hypotheses:
-        child, parent, grain, lag, r, n, p_value = row
+        child, parent, grain, lag, r, n, p_value, rho, rho_p = row
         is_best = best.get((child, grain)) is row
         expected = 1 if tree.get(child).config.direction is tree.get(parent).config.direction else -1
-        supported = None
+        supported = adjusted = None
+        tested = lags_tested.get((child, grain), 0)
         if is_best:
-            supported = p_value is not None and p_value < SIGNIFICANCE and math.copysign(1, r) == expected
+            # Bonferroni over the lags tried: picking the best of k lags is k chances to be lucky. Spearman's rho
+            # must agree (sign and p < 0.05): a single outlying pair can make r, not the ranks, look strong.
+            adjusted = min(1.0, tested * p_value)
+            supported = (adjusted < SIGNIFICANCE and rho_p < SIGNIFICANCE and math.copysign(1, r) == expected
+                         and math.copysign(1, rho) == expected)
         add(validation="hypothesis", metric=parent, child=child, grain=grain, lag=lag,
             r=None if r is None or math.isnan(r) else r, n=n, p_value=p_value, is_best_lag=is_best,
-            supported=supported)
+            supported=supported, spearman_r=None if rho is None or math.isnan(rho) else rho,
+            spearman_p_value=rho_p, lags_tested=tested, p_value_adjusted=adjusted)
     arrow = pa.table({
         **{k: pa.array(v, pa.string()) for k, v in rows.items() if k in ("validation", "metric", "child", "grain", "formula")},
         "lag": pa.array(rows["lag"], pa.int32()), "r": pa.array(rows["r"], pa.float64()),
@@ -407,6 +472,10 @@ def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck]
         "first_break": pa.array(rows["first_break"], pa.date32()),
         "parent_value": pa.array(rows["parent_value"], pa.float64()),
         "formula_value": pa.array(rows["formula_value"], pa.float64()),
+        "spearman_r": pa.array(rows["spearman_r"], pa.float64()),
+        "spearman_p_value": pa.array(rows["spearman_p_value"], pa.float64()),
+        "lags_tested": pa.array(rows["lags_tested"], pa.int32()),
+        "p_value_adjusted": pa.array(rows["p_value_adjusted"], pa.float64()),
     })
     con.register("_ns_validation_arrow", arrow)
     if table == VALIDATION:
@@ -417,7 +486,24 @@ def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck]
     con.unregister("_ns_validation_arrow")
 
 
-def _formula_error(tree: Tree, check: FormulaCheck) -> TreeError:
+_GRAIN_ORDER = {"day": 0, "week": 1, "month": 2, "quarter": 3}
+
+
+def first_break(broken: list[FormulaCheck]) -> FormulaCheck:
+    """The break to report: the first period to end broken, over every formula and grain (finer grain on a tie).
+
+    A week that breaks inside a month ends first: reporting the month would hide which week it was.
+    """
+    return min(broken, key=lambda c: (next_start(Grain(c.grain), c.first_break), _GRAIN_ORDER.get(c.grain, 9),
+                                      c.metric))
+
+
+def _strength(row: tuple) -> float:
+    """The weaker of |Pearson r| and |Spearman rho| of a hypothesis row."""
+    return min(abs(row[4]), abs(row[7]))
+
+
+def _formula_error(tree: Tree, check: FormulaCheck) -> FormulaError:
     metric = tree.get(check.metric)
     if check.formula_value is None or check.parent_value is None:
         gap = f"{metric.name} = {check.parent_value} but the formula gives {check.formula_value}"
@@ -426,11 +512,13 @@ def _formula_error(tree: Tree, check: FormulaCheck) -> TreeError:
         rel = abs(diff) / max(abs(check.parent_value), abs(check.formula_value))
         gap = (f"{metric.name} = {check.parent_value:.10g} but {metric.formula.text} = {check.formula_value:.10g} "
                f"(off by {diff:.6g}, {rel:.3%})")
-    return TreeError(
-        f"formula does not hold for {check.grain} {check.first_break}: {gap}",
+    children = ", ".join(tree.get(name).node.relpath.as_posix() for name in metric.formula.metrics)
+    return FormulaError(
+        f"formula does not hold for {check.grain} {check.first_break} (its first break): {gap}",
         path=metric.node.relpath, line=metric.config.line,
-        hint="fix the formula or the metric definitions so the parent is exactly the formula of its children; "
-             "or make the edges 'hypothesis' if the relation is not arithmetic")
+        hint=f"the parent is {metric.node.relpath.as_posix()}, its formula children {children}: fix the formula or "
+             "the definitions so the parent is exactly the formula of its children, or make the edges 'hypothesis' "
+             "if the relation is not arithmetic; every grain's check is in target/tree_validation.parquet")
 
 
 def _exists(con: duckdb.DuckDBPyConnection, metric: TreeMetric) -> bool:

@@ -132,3 +132,22 @@ def _config(node: CompiledNode) -> MetricConfig:
 def _order(metric: TreeMetric) -> tuple:
     kind_order = {MetricKind.NORTH_STAR: 0, MetricKind.INPUT: 1, MetricKind.COUNTER: 2}
     return (kind_order[metric.kind], metric.level if metric.level is not None else 99, metric.name)
+
+
+def check_one_north_star(tree: Tree) -> None:
+    """A build scores one tree: exactly one North Star (lint's NS001/NS002 say the same without failing)."""
+    stars = sorted(tree.north_stars, key=lambda m: (-len(m.children), m.name))
+    if len(stars) > 1:
+        extra = stars[1]
+        others = ", ".join(m.node.relpath.as_posix() for m in stars if m is not extra)
+        raise CompileError(
+            f"'{extra.name}' is a second North Star: {others} is one already; a tree has exactly one",
+            path=extra.node.relpath, line=extra.config.line,
+            hint="make it an input (kind='input', parent='...') or a counter-metric (kind='counter', guard='...'); "
+                 "'northstar lint' reports it as NS002")
+    if not stars and tree.metrics:
+        first = tree.metrics[0]
+        raise CompileError(
+            "the tree has no North Star: no metric has kind='north_star'", path=first.node.relpath,
+            line=first.config.line,
+            hint="give the metric everything hangs from kind='north_star'; 'northstar lint' reports it as NS001")
