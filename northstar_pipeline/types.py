@@ -153,6 +153,7 @@ class MetricConfig:
     tags: tuple[str, ...] = ()
     lint_ignore: tuple[tuple[str, str], ...] = ()  # (rule id, reason)
     line: int = 1  # line of config() in the template
+    dimensions: tuple[str, ...] = ()  # names of project dimensions (dimensions.yml) this metric is cut by
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +192,27 @@ class Column:
 
 
 @dataclass(frozen=True, slots=True)
+class DimensionDef:
+    """A dimension declared in dimensions.yml: a column or expression metrics can be cut by."""
+
+    name: str
+    expression: str  # SQL over the columns of a metric's FROM
+    label: str
+    max_segments: int  # the cardinality guard: top N values by volume, the rest as '(other)'
+    path: Path
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentQuery:
+    """One metric cut by one dimension: its volume per value, and its rows per grain, period and value."""
+
+    dimension: str
+    volume_sql: str  # dimension value -> row count of the metric's FROM (ranks values for the guard)
+    sql: str  # grain, period_start, value, numerator, denominator, is_to_date, segment
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledNode:
     name: str
     kind: NodeKind
@@ -206,6 +228,7 @@ class CompiledNode:
     is_ratio: bool = False  # a metric returning numerator/denominator: an empty period is NULL, not 0
     grain_sql: tuple[tuple[Grain, str], ...] = ()  # per-grain SELECTs of a metric
     incremental_sql: str = ""  # an incremental model's batch query (reads its own table)
+    segment_sql: tuple[SegmentQuery, ...] = ()  # a metric cut by each of its dimensions
     ast: exp.Expression | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -226,6 +249,7 @@ class Manifest:
     project: Project
     nodes: tuple[CompiledNode, ...]  # in topological order
     as_of: datetime | None = None  # the data's as-of time; its period is partial
+    dimensions: tuple[DimensionDef, ...] = ()  # declared in dimensions.yml
 
     def node(self, name: str) -> CompiledNode:
         for node in self.nodes:

@@ -54,6 +54,7 @@ _MISSING = object()
 METRIC_CONFIG_KEYS = {
     "kind", "label", "parent", "edge", "owner", "dimension", "direction", "guard", "formula", "target",
     "unit", "description", "tags", "lint_ignore", "warn_change_pct", "breach_change_pct", "floor", "ceiling",
+    "dimensions",
 }
 MODEL_CONFIG_KEYS = {f.name for f in fields(ModelConfig)}
 
@@ -345,6 +346,7 @@ def _build_config(template: TemplateFile, configs: list[tuple[dict[str, Any], in
         tags=_strings(kwargs.get("tags", ())),
         lint_ignore=tuple((str(k), str(v)) for k, v in ignore.items()),
         line=line,
+        dimensions=_strings(kwargs.get("dimensions", ())),
     )
 
 
