@@ -47,7 +47,7 @@ import report  # noqa: E402
 METRICS = ("on_time_orders", "ordering_customers", "orders_per_customer", "on_time_rate", "items_per_order",
            "new_customers", "push_click_through_rate", "search_to_cart_rate", "avg_delivery_minutes_late",
            "support_tickets_per_order")
-DEMO_PARTS = ("profiles.yml", "models", "metrics", "seeds", "macros")
+DEMO_PARTS = ("profiles.yml", "dimensions.yml", "models", "metrics", "seeds", "macros")
 DBT_REQUIREMENTS = ("dbt-core<1.12", "dbt-duckdb", "matplotlib")  # dbt-core 1.12 does not install here
 REL_TOL, ABS_TOL = 1e-9, 1e-12
 

@@ -5,6 +5,7 @@
     owner='Leadership',
     formula='ordering_customers * orders_per_customer * on_time_rate',
     description='Orders placed in the period and delivered by the promised time.',
+    dimensions=['region', 'platform'],
 ) }}
 select
     {{ period('placed_at') }} as period_start,

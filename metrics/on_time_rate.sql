@@ -1,6 +1,7 @@
 {{ config(kind='input', parent='on_time_orders', edge='formula', dimension='efficiency',
           owner='Logistics & Fulfillment', label='% of orders delivered on time', unit='ratio',
-          target=0.92) }}
+          target=0.92,
+          dimensions=['region', 'platform']) }}
 select
     {{ period('placed_at') }} as period_start,
     count(*) filter (where is_on_time) / count(*) as value,

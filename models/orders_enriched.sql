@@ -5,6 +5,8 @@ select
     o.placed_at,
     o.items,
     o.promised_at,
+    o.region,
+    o.platform,
     d.delivered_at,
     d.minutes_late,
     coalesce(d.is_on_time, false) as is_on_time

@@ -4,6 +4,8 @@ select
     user_id,
     delivered_at,
     promised_at,
+    region,
+    platform,
     date_diff('second', promised_at, delivered_at) / 60.0 as minutes_late,
     delivered_at <= promised_at + to_minutes({{ var('on_time_grace_minutes', 0) }}) as is_on_time
 from {{ ref('stg_events') }}

@@ -38,11 +38,11 @@ redelivered as (
     group by event_id
     having count(*) > 1
 )
-select event_id, user_id, event_type, occurred_at, order_id, items, promised_at, delivered_at, landed_date
+select event_id, user_id, event_type, occurred_at, order_id, items, promised_at, delivered_at, region, platform, landed_date
 from batch
 anti join redelivered using (event_id)
 union all
-select event_id, user_id, event_type, occurred_at, order_id, items, promised_at, delivered_at, landed_date
+select event_id, user_id, event_type, occurred_at, order_id, items, promised_at, delivered_at, region, platform, landed_date
 from batch
 semi join redelivered using (event_id)
 qualify row_number() over (partition by event_id order by landed_at) = 1

@@ -4,6 +4,8 @@ select
     user_id,
     occurred_at as placed_at,
     items,
-    promised_at
+    promised_at,
+    region,
+    platform
 from {{ ref('stg_events') }}
 where event_type = 'order_placed'

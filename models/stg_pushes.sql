@@ -3,6 +3,8 @@ select
     event_id,
     user_id,
     event_type,
-    occurred_at
+    occurred_at,
+    region,
+    platform
 from {{ ref('stg_events') }}
 where event_type in ('push_sent', 'push_click')

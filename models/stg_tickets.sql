@@ -3,6 +3,8 @@ select
     event_id as ticket_id,
     user_id,
     order_id,
-    occurred_at as opened_at
+    occurred_at as opened_at,
+    region,
+    platform
 from {{ ref('stg_events') }}
 where event_type = 'support_ticket'

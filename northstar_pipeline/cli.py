@@ -101,9 +101,10 @@ def ls(project: Any, select: tuple[str, ...], output: str, state_dir: str | None
 @click.option("--period", default=None, help="Period start (YYYY-MM-DD) to show (default: the latest).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown", "html"]), default="table",
               show_default=True)
-def scorecard(project: Any, grain: str | None, period: str | None, fmt: str) -> None:
+@click.option("--segment", default=None, help="Show one segment's tree, e.g. platform=ios (see dimensions.yml).")
+def scorecard(project: Any, grain: str | None, period: str | None, fmt: str, segment: str | None) -> None:
     """Show the published scorecard."""
-    _print_scorecard(project, grain=grain or project.grains[0].value, fmt=fmt, period=period)
+    _print_scorecard(project, grain=grain or project.grains[0].value, fmt=fmt, period=period, segment=segment)
 
 
 @cli.command()
@@ -128,25 +129,41 @@ def lint(project: Any, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["rich", "mermaid", "dot", "svg"]), default="rich",
               show_default=True)
 @click.option("--grain", default=None, help="Grain whose latest values are shown (default: the project's first).")
-def tree(project: Any, fmt: str, grain: str | None) -> None:
+@click.option("--segment", default=None, help="The tree of one segment, e.g. platform=ios.")
+def tree(project: Any, fmt: str, grain: str | None, segment: str | None) -> None:
     """Draw the metric tree: formula edges solid, hypothesis edges dotted, guardrails marked."""
     from northstar_pipeline.present.views import render_tree
 
-    click.echo(render_tree(project, fmt=fmt, grain=grain or project.grains[0].value))
+    card = _segment_card(project, segment) if segment else None
+    click.echo(render_tree(project, fmt=fmt, grain=grain or project.grains[0].value, card=card))
 
 
 @cli.command()
 @_project_options
 @click.option("--grain", default=None, help="Grain to explain (default: the project's first).")
 @click.option("--period", default=None, help="Period start (YYYY-MM-DD); default: the latest complete period.")
-def explain(project: Any, grain: str | None, period: str | None) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--segment", default=None, help="Explain inside one segment, e.g. region=north.")
+@click.option("--metric", default=None, help="Metric whose segments are ranked (default: the North Star).")
+def explain(project: Any, grain: str | None, period: str | None, fmt: str, segment: str | None,
+            metric: str | None) -> None:
     """Explain the North Star's change: each input's contribution, biggest movers, guardrails in breach."""
     from northstar_pipeline.analysis.explain import explain_change
+    from northstar_pipeline.analysis.segments import format_segment_report, read_segments, segment_report
     from northstar_pipeline.tree.tree import build_tree
 
     tree = build_tree(api.compile_project(project))  # units and thresholds are in the definitions
-    click.echo(explain_change(api.read_scorecard(project), grain=grain or project.grains[0].value, period=period,
-                              tree=tree))
+    grain = grain or project.grains[0].value
+    card = _segment_card(project, segment) if segment else api.read_scorecard(project)
+    text = explain_change(card, grain=grain, period=period, tree=tree)
+    segments = read_segments(project) if not segment else None
+    report = segment_report(card, segments, grain=grain, period=period, metric=metric, tree=tree) \
+        if segments is not None else None
+    if fmt == "json":
+        click.echo(json.dumps({"segment": segment, "text": text, "segments": report}, indent=2, default=str))
+        return
+    units = {m.name: m.config.unit for m in tree.metrics}
+    click.echo(text + ("\n" + format_segment_report(report, units) if report else ""))
 
 
 @cli.command("demo-data")
@@ -211,11 +228,18 @@ def diff(base: str, head: str | None, project_dir: str, profiles_dir: str | None
         click.echo(text.rstrip("\n"))
 
 
-def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None) -> None:
+def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None, segment: str | None = None) -> None:
     from northstar_pipeline.present.report import render_scorecard
 
-    card = api.read_scorecard(project)
-    click.echo(render_scorecard(card, grain=grain, fmt=fmt, period=period, project=project.name))
+    card = _segment_card(project, segment) if segment else api.read_scorecard(project)
+    name = f"{project.name} · {segment}" if segment else project.name
+    click.echo(render_scorecard(card, grain=grain, fmt=fmt, period=period, project=name))
+
+
+def _segment_card(project: Any, segment: str) -> Any:
+    from northstar_pipeline.analysis.segments import read_segments, segment_card
+
+    return segment_card(api.read_scorecard(project), read_segments(project, required=True), segment)
 
 
 def main() -> None:

@@ -155,6 +155,7 @@ class MetricConfig:
     tags: tuple[str, ...] = ()
     lint_ignore: tuple[tuple[str, str], ...] = ()  # (rule id, reason)
     line: int = 1  # line of config() in the template
+    dimensions: tuple[str, ...] = ()  # names of project dimensions (dimensions.yml) this metric is cut by
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +196,27 @@ class Column:
 
 
 @dataclass(frozen=True, slots=True)
+class DimensionDef:
+    """A dimension declared in dimensions.yml: a column or expression metrics can be cut by."""
+
+    name: str
+    expression: str  # SQL over the columns of a metric's FROM
+    label: str
+    max_segments: int  # the cardinality guard: top N values by volume, the rest as '(other)'
+    path: Path
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentQuery:
+    """One metric cut by one dimension: its volume per value, and its rows per grain, period and value."""
+
+    dimension: str
+    volume_sql: str  # dimension value -> row count of the metric's FROM (ranks values for the guard)
+    sql: str  # grain, period_start, value, numerator, denominator, is_to_date, segment
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledNode:
     name: str
     kind: NodeKind
@@ -212,6 +234,7 @@ class CompiledNode:
     incremental_sql: str = ""  # an incremental model's batch query (reads its own table)
     coverage_sql: str = ""  # a metric's day rendering: min/max of its period_start is the span its data covers
     uses_period: bool = True  # a metric that never calls period() (lint NS012)
+    segment_sql: tuple[SegmentQuery, ...] = ()  # a metric cut by each of its dimensions
     ast: exp.Expression | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -232,6 +255,7 @@ class Manifest:
     project: Project
     nodes: tuple[CompiledNode, ...]  # in topological order
     as_of: datetime | None = None  # the data's as-of time; its period is partial
+    dimensions: tuple[DimensionDef, ...] = ()  # declared in dimensions.yml
 
     def node(self, name: str) -> CompiledNode:
         for node in self.nodes:

@@ -26,7 +26,7 @@ EVENT_TYPES = {"signup", "app_open", "search", "add_to_cart", "push_sent", "push
 SCHEMA = [
     ("event_id", "BIGINT"), ("user_id", "BIGINT"), ("event_type", "VARCHAR"), ("occurred_at", "TIMESTAMP"),
     ("landed_at", "TIMESTAMP"), ("order_id", "BIGINT"), ("items", "INTEGER"), ("promised_at", "TIMESTAMP"),
-    ("delivered_at", "TIMESTAMP"), ("landed_date", "DATE"),
+    ("delivered_at", "TIMESTAMP"), ("region", "VARCHAR"), ("platform", "VARCHAR"), ("landed_date", "DATE"),
 ]
 
 

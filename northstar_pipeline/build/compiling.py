@@ -22,6 +22,7 @@ from sqlglot.optimizer.qualify import qualify
 
 from northstar_pipeline.build.cache import CompileCache, cache_key
 from northstar_pipeline.build.confine import check_reads
+from northstar_pipeline.build.dimensions import compile_segments, load_dimensions
 from northstar_pipeline.build.render import REF_SCHEMA
 from northstar_pipeline.errors import CompileError
 from northstar_pipeline.project.connection import connect_confined
@@ -31,6 +32,7 @@ from northstar_pipeline.tree.levels import metric_level
 from northstar_pipeline.types import (
     Column,
     CompiledNode,
+    DimensionDef,
     Manifest,
     MetricConfig,
     MetricKind,
@@ -58,6 +60,7 @@ def compile_project(project: Project, rendered: Iterable[RenderedNode], cache: C
     order = _topological_order(rendered, {s.name for s in project.seeds})
     schemas = _node_schemas(rendered)
     shadow = Shadow()
+    dimensions = load_dimensions(project)
     try:
         compiled: list[CompiledNode] = []
         source_columns = source_columns if source_columns is not None else describe_sources(project)
@@ -70,12 +73,12 @@ def compile_project(project: Project, rendered: Iterable[RenderedNode], cache: C
         for name in order:
             if name not in by_name:
                 continue  # seeds are already in
-            node = _compile_cached(by_name[name], schemas, shadow, project, cache)
+            node = _compile_cached(by_name[name], schemas, shadow, project, cache, dimensions)
             shadow.add(node.schema, node.name, node.columns)
             compiled.append(node)
     finally:
         shadow.close()
-    return Manifest(project=project, nodes=tuple(compiled))
+    return Manifest(project=project, nodes=tuple(compiled), dimensions=dimensions)
 
 
 class Shadow:
@@ -113,15 +116,16 @@ class Shadow:
 
 
 def _compile_cached(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, project: Project,
-                    cache: CompileCache | None) -> CompiledNode:
+                    cache: CompileCache | None, dimensions: tuple[DimensionDef, ...] = ()) -> CompiledNode:
     reads = _reads(node, schemas)
     key = cache_key("compile", node.name, node.kind, node.relpath,
                     [(q.grain, q.sql, q.to_date, q.incremental, q.coverage) for q in node.queries],
-                    repr(node.config), node.uses_period, schemas[node.name], [(t, shadow.columns(*t)) for t in reads])
+                    repr(node.config), node.uses_period, schemas[node.name], [(t, shadow.columns(*t)) for t in reads],
+                    [(d.name, d.expression, d.max_segments) for d in dimensions])
     hit = cache.get(key) if cache else None
     if hit is not None:
         return replace(hit, path=node.path)
-    compiled = compile_node(node, schemas, shadow, project)
+    compiled = compile_node(node, schemas, shadow, project, dimensions)
     if cache is not None:
         cache.put(key, replace(compiled, ast=None))
     return compiled
@@ -132,7 +136,8 @@ def _reads(node: RenderedNode, schemas: dict[str, str]) -> list[tuple[str, str]]
     return sorted({(schemas.get(r, "seeds"), r) for r, _ in node.refs} | {(s, t) for s, t, _ in node.sources})
 
 
-def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, project: Project) -> CompiledNode:
+def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, project: Project,
+                 dimensions: tuple[DimensionDef, ...] = ()) -> CompiledNode:
     sources = {(s.source_name, s.table_name) for s in project.sources}
     template_lines = node.path.read_text().splitlines() if node.path.is_file() else []
     selects: list[tuple[RenderedQuery, exp.Query]] = []
@@ -154,6 +159,7 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
             if node.kind is NodeKind.METRIC:
                 _check_metric_projection(ast, node, query)
         selects.append((query, ast))
+    segment_sql = compile_segments(node, selects, shadow.schemas, dimensions)  # before the union consumes the ASTs
 
     if node.kind is NodeKind.METRIC:
         grain_sql = tuple((q.grain, ast.sql("duckdb", pretty=True)) for q, ast in selects if not q.to_date)
@@ -189,6 +195,7 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
         incremental_sql=incremental_sql,
         coverage_sql=coverage_sql,
         uses_period=node.uses_period,
+        segment_sql=segment_sql,
         ast=final,
     )
 

@@ -32,6 +32,7 @@ from northstar_pipeline.build.publish import (
 )
 from northstar_pipeline.build.render import render_project
 from northstar_pipeline.engines.coverage import data_as_of
+from northstar_pipeline.build.segment_publish import publish_segments
 from northstar_pipeline.engines.duckdb import connect, create_sources, execute_node
 from northstar_pipeline.engines.incremental import lineage_fingerprints
 from northstar_pipeline.errors import (
@@ -147,11 +148,15 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
         )
 
         rows = score(con, manifest, build_tree(manifest), run_id, built_at)
+        from northstar_pipeline.tree.segments import build_segments
+
+        segment_rows = build_segments(con, manifest, build_tree(manifest), run_id, built_at) if rows else 0
         con.execute("COMMIT")
         committed = True
         if rows:
             write_table(con, SCORECARD_TABLE, project.scorecard_path)
             write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
+            publish_segments(con, project, segment_rows)
     except NorthstarError as error:
         if not committed:
             if isinstance(error, FormulaError):

@@ -55,6 +55,7 @@ METRIC_CONFIG_KEYS = {
     "kind", "label", "parent", "edge", "owner", "dimension", "direction", "guard", "formula", "target",
     "unit", "description", "tags", "lint_ignore", "warn_change_pct", "breach_change_pct", "floor", "ceiling",
     "warn_change", "breach_change",
+    "dimensions",
 }
 MODEL_CONFIG_KEYS = {f.name for f in fields(ModelConfig)}
 
@@ -368,6 +369,7 @@ def _build_config(template: TemplateFile, configs: list[tuple[dict[str, Any], in
         tags=_strings(kwargs.get("tags", ())),
         lint_ignore=tuple((str(k), str(v)) for k, v in ignore.items()),
         line=line,
+        dimensions=_strings(kwargs.get("dimensions", ())),
     )
 
 

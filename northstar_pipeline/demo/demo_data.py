@@ -7,7 +7,7 @@ hive-partitioned by the date each event *landed* in the warehouse::
 
 Columns (DuckDB types): ``event_id BIGINT, user_id BIGINT, event_type VARCHAR,
 occurred_at TIMESTAMP, landed_at TIMESTAMP, order_id BIGINT, items INTEGER,
-promised_at TIMESTAMP, delivered_at TIMESTAMP`` plus the partition column
+promised_at TIMESTAMP, delivered_at TIMESTAMP, region VARCHAR, platform VARCHAR`` plus the partition column
 ``landed_date DATE`` (= ``CAST(landed_at AS DATE)``, read it back with
 ``hive_partitioning=true``). All timestamps are naive UTC, whole seconds.
 
@@ -70,10 +70,18 @@ The story planted for the metric tree
    weeks earlier.
 3. Dip week: in the week starting ``first_day + DIP_WEEK_OFFSET`` weeks (a
    Monday in August 2026 with the default end date) on-time delivery collapses
-   to ~45% (normally 90-93%, with mild weekly noise), deliveries are much
+   to ~55% (normally 90-93%, with mild weekly noise), deliveries are much
    later, and support tickets per order jump to ~0.15 (normally ~0.035).
+   The collapse is concentrated in one region: ``north`` (30% of users) is on
+   time only 10% of that week, the other regions 78%, so about 70% of the drop
+   in on-time orders is region=north.
 4. Depth: items per order average about 8 (mostly 4-13); weeks and users with
    a higher search-to-cart rate have somewhat bigger baskets.
+5. Segments: every event carries its user's ``region`` (north 30%, south
+   25%, east 25%, west 20%) and ``platform`` (ios 45%, android 40%, web 15%),
+   drawn once per user from the user id. Web users click pushes at half the
+   rate (``WEB_PUSH_CLICK_FACTOR``): push click-through on web is about half.
+
 
 How it is generated
 -------------------
@@ -141,6 +149,14 @@ _ON_TIME_P, _ON_TIME_JITTER, _ON_TIME_P_DIP = 0.915, 0.03, 0.45
 _LATE_MEAN_MIN, _LATE_MEAN_MIN_DIP = 12, 38  # mean minutes late of a late delivery
 _TICKET_P_ON_TIME, _TICKET_P_LATE, _TICKET_P_PER_LATE_MIN, _TICKET_P_MAX = 0.025, 0.10, 0.004, 0.5
 _STC_BASE, _STC_WEEK, _STC_USER = 0.38, 0.07, 0.12  # search-to-cart: base +- weekly +- per-user spread
+_REGIONS = (("north", 0.30), ("south", 0.25), ("east", 0.25), ("west", 0.20))  # (value, share of users)
+_PLATFORMS = (("ios", 0.45), ("android", 0.40), ("web", 0.15))
+DIP_REGION = "north"
+"""The region where the dip week's on-time collapse is concentrated."""
+_ON_TIME_P_DIP_REGION, _ON_TIME_P_DIP_ELSEWHERE = 0.10, 0.78  # on-time probability in the dip week
+WEB_PUSH_CLICK_FACTOR = 0.5
+"""Web users click pushes at half the rate of app users (browser notifications): the segment where the
+push click-through hypothesis input behaves differently."""
 _LATE_LANDING_SHARE = 0.03
 _DUPLICATE_SHARE = 0.003
 
@@ -300,6 +316,24 @@ def _geometric(u: str, mean: str) -> str:
     return f"floor(ln(1.0 - ({u})) / ln(({mean}) / (1.0 + ({mean}))))"
 
 
+def _user_category(ctx: _Context, user: str, slot: int, choices: tuple[tuple[str, float], ...]) -> str:
+    """A per-user attribute (region, platform) drawn once from the user id: the same on every event."""
+    u = _u(_h(ctx, user, 203), slot)
+    ifs, cumulative = [], 0.0
+    for value, share in choices[:-1]:
+        cumulative += share
+        ifs.append(f"WHEN {u} < {_f(cumulative)} THEN '{value}'")
+    return f"(CASE {' '.join(ifs)} ELSE '{choices[-1][0]}' END)"
+
+
+def _region(ctx: _Context, user: str) -> str:
+    return _user_category(ctx, user, 0, _REGIONS)
+
+
+def _platform(ctx: _Context, user: str) -> str:
+    return _user_category(ctx, user, 1, _PLATFORMS)
+
+
 def _event_id(user: str, week: str, type_code: str | int, idx: str) -> str:
     # user_id (<= 2**35) | week (7 bits) | type (4 bits) | index within the user-week (16 bits)
     return f"(({user}) * 134217728 + ({week}) * 1048576 + ({type_code}) * 65536 + ({idx}))"
@@ -390,7 +424,11 @@ FROM (
                 (wk.end_s - wk.start_s) / {float(_WEEK_S)} * CASE WHEN uw.w = uw.sw
                     THEN 0.5 + 0.5 * (wk.end_s - greatest(wk.start_s, uw.signup_s)) / (wk.end_s - wk.start_s)
                     ELSE 1.0 END AS k,
-                wk.ctr, lag.ctr AS ctr_lag, wk.on_time_p, wk.late_mean_s,
+                wk.ctr, lag.ctr AS ctr_lag,
+                CASE WHEN uw.w = {DIP_WEEK_OFFSET} THEN CASE WHEN {_region(ctx, 'uw.user_id')} = '{DIP_REGION}'
+                     THEN {_f(_ON_TIME_P_DIP_REGION)} ELSE {_f(_ON_TIME_P_DIP_ELSEWHERE)} END
+                     ELSE wk.on_time_p END AS on_time_p,
+                wk.late_mean_s,
                 least(0.95, greatest(0.05, wk.stc + uw.stc_off)) AS p_cart,
                 {_h(ctx, 'uw.user_id', 'uw.w', 301)} AS ha,
                 {_h(ctx, 'uw.user_id', 'uw.w', 302)} AS hb
@@ -482,7 +520,8 @@ SELECT {push_id}, user_id,
        CASE c WHEN 0 THEN sent_s ELSE sent_s + CAST(floor({_u('h', 2)} * least(7200, we - sent_s)) AS BIGINT) END,
        {null_cols}
 FROM (
-    SELECT *, unnest(CASE WHEN {_u('h', 1)} < ctr THEN [0, 1] ELSE [0] END) AS c
+    SELECT *, unnest(CASE WHEN {_u('h', 1)} < ctr * CASE WHEN {_platform(ctx, 'user_id')} = 'web'
+                          THEN {_f(WEB_PUSH_CLICK_FACTOR)} ELSE 1.0 END THEN [0, 1] ELSE [0] END) AS c
     FROM (
         SELECT user_id, w, we, ctr, j, h, ws + CAST(floor({_u('h', 0)} * (we - ws)) AS BIGINT) AS sent_s
         FROM (SELECT *, {hp} AS h
@@ -568,6 +607,8 @@ COPY (
         order_id, items,
         make_timestamp(promised_s * 1000000) AS promised_at,
         make_timestamp(delivered_s * 1000000) AS delivered_at,
+        {_region(ctx, 'user_id')} AS region,
+        {_platform(ctx, 'user_id')} AS platform,
         CAST(make_timestamp(landed_s * 1000000) AS DATE) AS landed_date
     FROM (
         SELECT *, occurred_s + landed_lag_s + extra_s AS landed_s

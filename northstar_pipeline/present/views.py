@@ -22,6 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from rich.console import Console, Group
 from rich.text import Text
@@ -69,7 +73,7 @@ class _Node:
         return self.row.get("status") if self.row else None
 
 
-def render_tree(project: Project, *, fmt: str, grain: str, color: bool | None = None) -> str:
+def render_tree(project: Project, *, fmt: str, grain: str, color: bool | None = None, card: pa.Table | None = None) -> str:
     """The project's metric tree as text in ``fmt`` (rich|mermaid|dot), with the latest ``grain`` values.
 
     ``color`` (rich only; default: stdout is a terminal) keeps ANSI colours.
@@ -80,7 +84,9 @@ def render_tree(project: Project, *, fmt: str, grain: str, color: bool | None = 
     if grain not in grains:
         raise UsageError(f"the project has no grain '{grain}'", hint=f"grains in profiles.yml: {', '.join(grains)}")
     tree = build_tree(pipeline.compile_project(project))
-    rows = period_rows(pipeline.read_scorecard(project), grain, None) if project.scorecard_path.is_file() else []
+    if card is None and project.scorecard_path.is_file():
+        card = pipeline.read_scorecard(project)  # else: a given card, e.g. one segment's (analysis/segments.py)
+    rows = period_rows(card, grain, None) if card is not None else []
     nodes = _nodes(tree, rows)
     title = period_title(rows) if rows else f"no scorecard yet for {grain}: run 'northstar build' for values"
     if fmt == "mermaid":
