@@ -166,6 +166,43 @@ def explain(project: Any, grain: str | None, period: str | None, fmt: str, segme
     click.echo(text + ("\n" + format_segment_report(report, units) if report else ""))
 
 
+@cli.command()
+@_project_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def checklist(project: Any, fmt: str) -> None:
+    """Check the North Star against the seven criteria, from northstar.yml and the last build."""
+    from northstar_pipeline.analysis.charter_report import checklist as run_checklist, format_checklist
+
+    charter, verdicts = run_checklist(project)
+    click.echo(format_checklist(charter, verdicts, fmt))
+    if any(v.verdict == "fail" for v in verdicts):
+        sys.exit(EXIT_PROJECT)
+
+
+@cli.command()
+@_project_options
+@click.argument("changes", nargs=-1)
+@click.option("--goal", default=None, help="A move of the North Star to reach, e.g. +10%; says what each input needs.")
+@click.option("--mix", default=None, help="With --goal: inputs that move together by the same relative amount (a,b).")
+@click.option("--grain", default=None, help="Grain (default: the charter's cadence, else the project's first).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def whatif(project: Any, changes: tuple[str, ...], goal: str | None, mix: str | None, grain: str | None,
+           fmt: str) -> None:
+    """Project the North Star if inputs moved (METRIC=+3% or METRIC=+2pt), or goal-seek with --goal."""
+    from northstar_pipeline.analysis.charter_report import format_whatif, whatif as run_whatif
+
+    pairs = {}
+    for item in changes:
+        name, sep, change = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"'{item}' is not METRIC=CHANGE", param_hint="CHANGES")
+        pairs[name.strip()] = change
+    if goal and goal.partition("=")[1]:
+        goal = goal.partition("=")[2]  # --goal on_time_orders=+10%: the North Star is implied
+    result = run_whatif(project, pairs, goal=goal, mix=tuple(m for m in (mix or "").split(",") if m), grain=grain)
+    click.echo(format_whatif(result, fmt))
+
+
 @cli.command("demo-data")
 @click.option("--events", default=2_000_000, show_default=True, type=click.IntRange(min=1000))
 @click.option("--seed", default=42, show_default=True, type=int)

@@ -28,6 +28,7 @@ class MetricKind(StrEnum):
     NORTH_STAR = "north_star"
     INPUT = "input"
     COUNTER = "counter"
+    OUTCOME = "outcome"  # revenue, retention: built and scored, outside the tree; what the North Star must lead
 
 
 class Edge(StrEnum):

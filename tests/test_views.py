@@ -87,7 +87,7 @@ def test_svg_tree(built_demo) -> None:
     assert {m: boxes[m].get("data-status") for m, _ in latest} == dict(latest) and len(boxes) == len(latest)
     edges = [e.get("class") for e in svg.iterfind(".//s:path", ns)]
     tree = build_tree(api.compile_project(project))
-    assert len(edges) == len(tree.metrics) - 1  # one edge into every metric but the North Star
+    assert len(edges) == len(tree.metrics) - 1 - len(tree.outcomes)  # into every metric but the North Star, outcomes
     assert edges.count("edge guardrail") == sum(m.kind.value == "counter" for m in tree.metrics)
     assert edges.count("edge formula") == sum(m.config.edge is not None and m.config.edge.value == "formula"
                                               for m in tree.metrics if m.kind.value == "input")

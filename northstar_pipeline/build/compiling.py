@@ -278,6 +278,8 @@ def _metric_schema(node: RenderedNode, metrics: dict) -> str:
     assert isinstance(config, MetricConfig)
     if config.kind is MetricKind.NORTH_STAR:
         return "north_star"
+    if config.kind is MetricKind.OUTCOME:
+        return "outcome"
     if config.kind is MetricKind.COUNTER:
         if config.guard not in metrics:
             close = get_close_matches(str(config.guard), sorted(metrics), n=1)

@@ -345,6 +345,10 @@ def _build_config(template: TemplateFile, configs: list[tuple[dict[str, Any], in
                           hint="name the metric this input drives")
     if kind is MetricKind.INPUT and edge is None:
         edge = Edge.HYPOTHESIS
+    if kind is MetricKind.OUTCOME and (kwargs.get("parent") or kwargs.get("guard")):
+        raise RenderError("an outcome metric sits outside the tree: it takes no parent or guard", path=template.relpath,
+                          line=line, hint="drop parent=/guard=; the charter (northstar.yml) names the outcomes "
+                                          "the North Star must lead")
     if kind is MetricKind.COUNTER and not kwargs.get("guard"):
         raise RenderError("a counter-metric needs guard='...'", path=template.relpath, line=line,
                           hint="name the metric it guards, e.g. guard='on_time_orders'")

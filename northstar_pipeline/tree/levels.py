@@ -14,7 +14,7 @@ from northstar_pipeline.types import (
 
 
 def metric_level(node: RenderedNode | CompiledNode, metrics: dict) -> int | None:
-    """0 for the North Star, parent's level + 1 for inputs, None for counter-metrics."""
+    """0 for the North Star, parent's level + 1 for inputs, None for counter-metrics and outcomes."""
     seen = []
     current = node
     while True:
@@ -22,6 +22,8 @@ def metric_level(node: RenderedNode | CompiledNode, metrics: dict) -> int | None
         assert isinstance(config, MetricConfig)
         if config.kind is MetricKind.NORTH_STAR:
             return len(seen)
+        if config.kind is MetricKind.OUTCOME:
+            return None
         if config.kind is MetricKind.COUNTER:
             return None if not seen else len(seen)
         if current.name in seen:

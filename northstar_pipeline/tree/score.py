@@ -169,7 +169,7 @@ def _p_value(r: float | None, n: int) -> float | None:
 
 
 def _register_inputs(con: duckdb.DuckDBPyConnection, manifest: Manifest, metrics: list[TreeMetric]) -> None:
-    kind_order = {MetricKind.NORTH_STAR: 0, MetricKind.INPUT: 1, MetricKind.COUNTER: 2}
+    kind_order = {MetricKind.NORTH_STAR: 0, MetricKind.INPUT: 1, MetricKind.COUNTER: 2, MetricKind.OUTCOME: 3}
     configs = [m.config for m in metrics]
     thresholds = [c.threshold for c in configs]
     meta = pa.table({

@@ -55,6 +55,10 @@ class Tree:
         return tuple(m for m in self.metrics if m.kind is MetricKind.COUNTER)
 
     @property
+    def outcomes(self) -> tuple[TreeMetric, ...]:
+        return tuple(m for m in self.metrics if m.kind is MetricKind.OUTCOME)
+
+    @property
     def formula_parents(self) -> tuple[TreeMetric, ...]:
         return tuple(m for m in self.metrics if m.formula is not None)
 
@@ -130,7 +134,7 @@ def _config(node: CompiledNode) -> MetricConfig:
 
 
 def _order(metric: TreeMetric) -> tuple:
-    kind_order = {MetricKind.NORTH_STAR: 0, MetricKind.INPUT: 1, MetricKind.COUNTER: 2}
+    kind_order = {MetricKind.NORTH_STAR: 0, MetricKind.INPUT: 1, MetricKind.COUNTER: 2, MetricKind.OUTCOME: 3}
     return (kind_order[metric.kind], metric.level if metric.level is not None else 99, metric.name)
 
 
