@@ -62,19 +62,44 @@ def compile(project: Any, dialect: str) -> None:
 @click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
               help="target/ of an earlier run, for state:modified and state:new selectors.")
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+@click.option("--store-failures", is_flag=True, help="Keep every data test's failing rows as test_failures.<test>.")
 def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str,
-          state_dir: str | None, full_refresh: bool) -> None:
+          state_dir: str | None, full_refresh: bool, store_failures: bool) -> None:
     """Build the selected nodes into DuckDB and publish the scorecard."""
     from northstar_pipeline.present.progress import Reporter
 
     reporter = Reporter(log_format)
     try:
         result = api.build(project, select=parse_selectors(select), exclude=parse_selectors(exclude), report=reporter,
-                           state=load_state(state_dir) if state_dir else None, full_refresh=full_refresh)
+                           state=load_state(state_dir) if state_dir else None, full_refresh=full_refresh,
+                           store_failures=store_failures)
     finally:
         reporter.close()  # a failed build must not leave the live bar drawn over the error
     if log_format == "text" and result.scorecard_path:
         _print_scorecard(project, grain=project.grains[0].value, fmt="table", period=None)
+
+
+@cli.command("test")
+@_project_options
+@click.option("--select", "-s", multiple=True, help="Run the tests of these nodes (selectors as in build).")
+@click.option("--exclude", multiple=True, help="Selectors to leave out.")
+@click.option("--store-failures", is_flag=True, help="Keep every test's failing rows as test_failures.<test>.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def test(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], store_failures: bool, fmt: str) -> None:
+    """Run the data tests on the built tables (exit 6 when a test of severity error fails)."""
+    from northstar_pipeline.errors import EXIT_TEST
+    from northstar_pipeline.present.progress import Reporter
+
+    results = api.run_tests(project, select=parse_selectors(select), exclude=parse_selectors(exclude),
+                            report=Reporter("text", stream=sys.stdout) if fmt == "text" else None,
+                            store=store_failures)
+    counts = {s: sum(r.status == s for r in results) for s in ("pass", "warn", "error", "skipped")}
+    if fmt == "json":
+        click.echo(json.dumps({"results": [r.payload() for r in results], "counts": counts}, indent=2, default=str))
+    else:
+        click.echo(f"{len(results)} tests: {counts['pass']} passed, {counts['warn']} warned, {counts['error']} failed")
+    if counts["error"]:
+        sys.exit(EXIT_TEST)
 
 
 @cli.command("ls")

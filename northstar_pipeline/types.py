@@ -254,3 +254,4 @@ class RunResult:
     scorecard_rows: int
     seconds: float
     error: str | None = None
+    tests: tuple[dict, ...] = ()  # data tests' results (build/datatests.py), as in dbt's run_results.json

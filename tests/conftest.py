@@ -11,7 +11,7 @@ from northstar_pipeline import api
 from northstar_pipeline.demo.demo_data import generate_demo_data
 
 REPO = Path(__file__).resolve().parent.parent
-PROJECT_PARTS = ("profiles.yml", "models", "metrics", "seeds", "macros")
+PROJECT_PARTS = ("profiles.yml", "models", "metrics", "seeds", "macros", "data_tests")
 SMALL_EVENTS = 60_000
 
 

@@ -77,7 +77,28 @@ class Reporter:
             rows = "" if p["rows"] is None else f"{p['rows']:,} rows"
             mode = f"  ({p['mode']})" if p.get("mode") else ""
             return f"[green]OK[/] [{p['index']}/{p['total']}] {p['relation']:<40} {rows:>14}  {p['seconds']:.2f}s{mode}"
+        if event == "test_done":
+            return format_test_line(p)
+        if event == "node_skipped":
+            return f"[yellow]SKIP[/] [{p['index']}/{p['total']}] {p['relation']:<40} an upstream data test failed"
+        if event == "alert":
+            return (f"[bold red]ALERT[/] {p['finding']}: {p['metric']} {p['period']} = {p['value']} "
+                    f"(threshold {p['threshold']}, owner {p['owner']})")
         if event == "build_done":
             return (f"[bold green]Done[/]: {p['nodes']} nodes, scorecard {p['scorecard']} "
                     f"({p['scorecard_rows']:,} rows) in {p['seconds']:.2f}s")
         return None
+
+
+def format_test_line(p: dict) -> str:
+    """One data test's outcome: PASS / WARN / ERROR / SKIP, where it is declared, how many rows fail."""
+    label = {"pass": "[green]PASS[/]", "warn": "[yellow]WARN[/]", "error": "[bold red]ERROR[/]",
+             "skipped": "[yellow]SKIP[/]"}[p["status"]]
+    line = f"{label} test {p['test']}  ({p['path']}:{p['line']})"
+    if p["status"] == "skipped":
+        return line + "  " + p.get("message", "")
+    if p["failures"]:
+        line += f"  {p['failures']:,} failing"
+        for row in p.get("sample", [])[:5]:
+            line += "\n       " + ", ".join(f"{k}={v}" for k, v in row.items())
+    return line
