@@ -63,8 +63,11 @@ def compile(project: Any, dialect: str) -> None:
               help="target/ of an earlier run, for state:modified and state:new selectors.")
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
 @click.option("--store-failures", is_flag=True, help="Keep every data test's failing rows as test_failures.<test>.")
+@click.option("--fail-on", "fail_on", multiple=True, type=click.Choice(["breach", "red"]),
+              help="After publishing, exit 5 when a guardrail is breached (breach) or the North Star is red (red) "
+                   "in the last complete period.")
 def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str,
-          state_dir: str | None, full_refresh: bool, store_failures: bool) -> None:
+          state_dir: str | None, full_refresh: bool, store_failures: bool, fail_on: tuple[str, ...]) -> None:
     """Build the selected nodes into DuckDB and publish the scorecard."""
     from northstar_pipeline.present.progress import Reporter
 
@@ -77,6 +80,8 @@ def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_f
         reporter.close()  # a failed build must not leave the live bar drawn over the error
     if log_format == "text" and result.scorecard_path:
         _print_scorecard(project, grain=project.grains[0].value, fmt="table", period=None)
+    if fail_on and result.scorecard_path:
+        _exit_on_alerts(project, fail_on, reporter)
 
 
 @cli.command("test")
@@ -234,6 +239,17 @@ def diff(base: str, head: str | None, project_dir: str, profiles_dir: str | None
         Path(out_file).write_text(text if text.endswith("\n") else text + "\n")
     else:
         click.echo(text.rstrip("\n"))
+
+
+def _exit_on_alerts(project: Any, fail_on: tuple[str, ...], reporter: Any) -> None:
+    from northstar_pipeline.analysis.alerts import find_alerts
+    from northstar_pipeline.errors import EXIT_ALERT
+
+    alerts = find_alerts(project, fail_on)
+    for alert in alerts:
+        reporter("alert", alert.payload())
+    if alerts:
+        sys.exit(EXIT_ALERT)
 
 
 def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None) -> None:
