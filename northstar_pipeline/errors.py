@@ -15,7 +15,7 @@ EXIT_USAGE = 2  # the command line is wrong (click uses 2 as well)
 EXIT_DATA = 3  # the data or the engine failed: missing source data, runtime SQL error, publish
 EXIT_LOCKED = 4  # another build holds the project's lock
 EXIT_ALERT = 5  # build --fail-on: published, but a guardrail is breached or the North Star is red
-EXIT_TEST = 6  # a data test of severity error failed (or build --fail-on-stale): fix the data, not a file
+EXIT_TEST = 6  # a data test of severity error failed: fix the data or the model, not a retry
 
 
 class NorthstarError(Exception):
@@ -112,3 +112,7 @@ class DataTestError(NorthstarError):
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.results = results  # every test's result, for run_results.json
         self.node_results = node_results  # which nodes ran and which were skipped
+
+
+class StaleDataError(ExecutionError):
+    """A source's newest data is older than its freshness error_after (build --fail-on-stale)."""

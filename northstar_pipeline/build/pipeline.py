@@ -32,6 +32,7 @@ from northstar_pipeline.build.publish import (
     write_table,
 )
 from northstar_pipeline.build.render import render_project
+from northstar_pipeline.build.runlog import append_run
 from northstar_pipeline.engines.duckdb import connect, create_sources, execute_node
 from northstar_pipeline.engines.incremental import lineage_fingerprints
 from northstar_pipeline.errors import (
@@ -101,7 +102,15 @@ def build(
     """
     report = report or (lambda event, payload: None)
     with project_lock(project, "build"):  # the lock's sidecar names this process for `northstar status`
-        return _build_locked(project, select, exclude, report, environ, state, full_refresh, store_failures)
+        started = time.perf_counter()
+        try:
+            return _build_locked(project, select, exclude, report, environ, state, full_refresh, store_failures)
+        except NorthstarError as error:
+            if not getattr(error, "run_logged", False):  # failed before executing (compile, plan): log it too
+                built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+                append_run(project.target_dir, RunResult(uuid.uuid4().hex[:12], built_at, (), None, 0,
+                                                         time.perf_counter() - started, error=str(error)))
+            raise
 
 
 def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple[Selector, ...], report: Reporter,
@@ -148,6 +157,7 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     result = RunResult(run_id, built_at, results, project.scorecard_path if rows else None, rows,
                        time.perf_counter() - started, tests=tuple(r.payload() for r in tests.results))
     write_json(project.target_dir / "run_results.json", run_results_payload(result))
+    append_run(project.target_dir, result)
     report("build_done", {"run_id": run_id, "nodes": len(results), "scorecard_rows": rows,
                           "scorecard": str(project.scorecard_path), "seconds": round(result.seconds, 3)})
     return result
@@ -236,6 +246,8 @@ def _write_failed_run(project: Project, run_id: str, built_at: str, started: flo
                     for n in plan.nodes)
     result = RunResult(run_id, built_at, results, None, 0, time.perf_counter() - started, error=str(error),
                        tests=tuple(r.payload() for r in tests.results) if tests else ())
+    append_run(project.target_dir, result)
+    error.run_logged = True  # type: ignore[attr-defined]
     try:
         write_json(project.target_dir / "run_results.json", run_results_payload(result))
     except PublishError:
