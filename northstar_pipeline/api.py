@@ -16,4 +16,7 @@ from northstar_pipeline.build.pipeline import (
                                                read_scorecard,
 )
 
-__all__ = ["DEFAULT_DIALECT", "Reporter", "build", "compile_project", "list_nodes", "load", "read_scorecard"]
+from northstar_pipeline.build.testing import run_tests
+
+__all__ = ["DEFAULT_DIALECT", "Reporter", "build", "compile_project", "list_nodes", "load", "read_scorecard",
+           "run_tests"]

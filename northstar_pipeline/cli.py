@@ -62,19 +62,108 @@ def compile(project: Any, dialect: str) -> None:
 @click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
               help="target/ of an earlier run, for state:modified and state:new selectors.")
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+@click.option("--store-failures", is_flag=True, help="Keep every data test's failing rows as test_failures.<test>.")
+@click.option("--fail-on", "fail_on", multiple=True, type=click.Choice(["breach", "red"]),
+              help="After publishing, exit 5 when a guardrail is breached (breach) or the North Star is red (red) "
+                   "in the last complete period.")
+@click.option("--fail-on-stale", is_flag=True,
+              help="Refuse to build (exit 3) when a source's newest data is older than its freshness error_after.")
 def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str,
-          state_dir: str | None, full_refresh: bool) -> None:
+          state_dir: str | None, full_refresh: bool, store_failures: bool, fail_on: tuple[str, ...],
+          fail_on_stale: bool) -> None:
     """Build the selected nodes into DuckDB and publish the scorecard."""
     from northstar_pipeline.present.progress import Reporter
 
     reporter = Reporter(log_format)
+    if fail_on_stale:
+        _refuse_stale(project, reporter)
     try:
         result = api.build(project, select=parse_selectors(select), exclude=parse_selectors(exclude), report=reporter,
-                           state=load_state(state_dir) if state_dir else None, full_refresh=full_refresh)
+                           state=load_state(state_dir) if state_dir else None, full_refresh=full_refresh,
+                           store_failures=store_failures)
     finally:
         reporter.close()  # a failed build must not leave the live bar drawn over the error
     if log_format == "text" and result.scorecard_path:
         _print_scorecard(project, grain=project.grains[0].value, fmt="table", period=None)
+    if fail_on and result.scorecard_path:
+        _exit_on_alerts(project, fail_on, reporter)
+
+
+@cli.command("test")
+@_project_options
+@click.option("--select", "-s", multiple=True, help="Run the tests of these nodes (selectors as in build).")
+@click.option("--exclude", multiple=True, help="Selectors to leave out.")
+@click.option("--store-failures", is_flag=True, help="Keep every test's failing rows as test_failures.<test>.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def test(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], store_failures: bool, fmt: str) -> None:
+    """Run the data tests on the built tables (exit 6 when a test of severity error fails)."""
+    from northstar_pipeline.errors import EXIT_TEST
+    from northstar_pipeline.present.progress import Reporter
+
+    results = api.run_tests(project, select=parse_selectors(select), exclude=parse_selectors(exclude),
+                            report=Reporter("text", stream=sys.stdout) if fmt == "text" else None,
+                            store=store_failures)
+    counts = {s: sum(r.status == s for r in results) for s in ("pass", "warn", "error", "skipped")}
+    if fmt == "json":
+        click.echo(json.dumps({"results": [r.payload() for r in results], "counts": counts}, indent=2, default=str))
+    else:
+        click.echo(f"{len(results)} tests: {counts['pass']} passed, {counts['warn']} warned, {counts['error']} failed")
+    if counts["error"]:
+        sys.exit(EXIT_TEST)
+
+
+@cli.command()
+@_project_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def freshness(project: Any, fmt: str) -> None:
+    """Report each source's newest data and its freshness status (exit 3 when one is past error_after)."""
+    from northstar_pipeline.errors import EXIT_DATA
+    from northstar_pipeline.project.freshness import check_freshness
+
+    results = check_freshness(project)
+    if fmt == "json":
+        click.echo(json.dumps({"sources": [r.payload() for r in results]}, indent=2))
+    else:
+        for r in results:
+            p = r.payload()
+            rule = ", ".join(f"{k} {v}" for k, v in (("warn_after", r.warn_after), ("error_after", r.error_after)) if v)
+            click.echo(f"{r.status.upper():<7} {r.source:<24} newest {r.loaded_at_field} = {p['max_loaded_at']}  "
+                       f"age {p['age']}" + (f"  ({rule})" if rule else "  (no freshness rule)"))
+    if any(r.status == "error" for r in results):
+        sys.exit(EXIT_DATA)
+
+
+@cli.command()
+@_project_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--runs", "last", default=5, show_default=True, type=click.IntRange(min=1), help="How many runs to show.")
+def status(project: Any, fmt: str, last: int) -> None:
+    """Last runs, data as-of and freshness, periods covered, the lock holder, tables vs scorecard."""
+    from northstar_pipeline.build.status import project_status
+
+    state = project_status(project, last=last)
+    if fmt == "json":
+        click.echo(json.dumps(state.payload(), indent=2, default=str))
+        return
+    click.echo(f"project {state.project}  target {state.target}")
+    lock = state.lock
+    click.echo(f"lock: held by pid {lock['pid']} ({lock['command']}) since {lock['since']}" if lock else "lock: free")
+    for run in state.runs:
+        failed = ", ".join(run.get("failed_tests") or run.get("failed_nodes") or [])
+        click.echo(f"  run {run['run_id']}  {run['started_at']}  {run['seconds']:.1f}s  {run['status']}"
+                   + (f"  failed: {failed}" if failed else "") + (f"  {run['error']}" if run.get("error") else ""))
+    if not state.runs:
+        click.echo("  no runs recorded yet")
+    click.echo(f"as of: {state.as_of}  scorecard: {state.scorecard} (run {state.scorecard_run_id})")
+    for p in state.periods:
+        click.echo(f"  {p['grain']:<8} {p['periods']} periods {p['first']} .. {p['last']} "
+                   f"(last complete {p['last_complete']})")
+    for f in state.freshness:
+        click.echo(f"freshness: {f.get('source', '')} {f['status']}"
+                   + (f" newest {f['max_loaded_at']} ({f['age']} old)" if f.get("max_loaded_at") else "")
+                   + (f" {f['error']}" if f.get("error") else ""))
+    verdict = {True: "match", False: "DO NOT match", None: "unknown"}[state.tables_match_scorecard]
+    click.echo(f"tables {verdict} the published scorecard ({state.tables_note})")
 
 
 @cli.command("ls")
@@ -263,6 +352,33 @@ def diff(base: str, head: str | None, project_dir: str, profiles_dir: str | None
         Path(out_file).write_text(text if text.endswith("\n") else text + "\n")
     else:
         click.echo(text.rstrip("\n"))
+
+
+def _refuse_stale(project: Any, reporter: Any) -> None:
+    from northstar_pipeline.errors import StaleDataError
+    from northstar_pipeline.project.freshness import check_freshness
+
+    results = check_freshness(project)
+    for result in results:
+        reporter("freshness", result.payload())
+    stale = [r for r in results if r.status == "error"]
+    if stale:
+        first = stale[0]
+        raise StaleDataError(f"source {first.source} is stale: newest {first.loaded_at_field} is "
+                             f"{first.max_loaded_at} ({first.payload()['age']} old, error_after {first.error_after})",
+                             path=first.path, line=first.line,
+                             hint="nothing was built or published; retry when the data has landed (exit 3 is retryable)")
+
+
+def _exit_on_alerts(project: Any, fail_on: tuple[str, ...], reporter: Any) -> None:
+    from northstar_pipeline.analysis.alerts import find_alerts
+    from northstar_pipeline.errors import EXIT_ALERT
+
+    alerts = find_alerts(project, fail_on)
+    for alert in alerts:
+        reporter("alert", alert.payload())
+    if alerts:
+        sys.exit(EXIT_ALERT)
 
 
 def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None, segment: str | None = None) -> None:

@@ -14,6 +14,8 @@ EXIT_PROJECT = 1  # the project is wrong: templates, SQL, config, profiles, tree
 EXIT_USAGE = 2  # the command line is wrong (click uses 2 as well)
 EXIT_DATA = 3  # the data or the engine failed: missing source data, runtime SQL error, publish
 EXIT_LOCKED = 4  # another build holds the project's lock
+EXIT_ALERT = 5  # build --fail-on: published, but a guardrail is breached or the North Star is red
+EXIT_TEST = 6  # a data test of severity error failed: fix the data or the model, not a retry
 
 
 class NorthstarError(Exception):
@@ -103,3 +105,18 @@ class UsageError(NorthstarError):
 
 class FormulaError(TreeError):
     """A formula that does not hold on the data; the build still publishes tree_validation.parquet."""
+
+
+class DataTestError(NorthstarError):
+    """A data test of severity error failed: the build rolled back, nothing was published."""
+
+    exit_code = EXIT_TEST
+
+    def __init__(self, message: str, *, results: tuple = (), node_results: tuple = (), **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.results = results  # every test's result, for run_results.json
+        self.node_results = node_results  # which nodes ran and which were skipped
+
+
+class StaleDataError(ExecutionError):
+    """A source's newest data is older than its freshness error_after (build --fail-on-stale)."""

@@ -61,6 +61,14 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class Freshness:
+    """A source's freshness rule, as in dbt: (count, period) after which its newest row warns / errors."""
+
+    warn_after: tuple[int, str] | None = None  # period: minute | hour | day
+    error_after: tuple[int, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """A raw table declared in models/sources.yml, read from Parquet."""
 
@@ -71,6 +79,7 @@ class Source:
     path: Path  # the yml that declares it
     line: int
     loaded_at_field: str | None = None  # its max is the data's as-of time (freshness, as in dbt)
+    freshness: Freshness | None = None  # project/freshness.py checks it
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,3 +294,4 @@ class RunResult:
     scorecard_rows: int
     seconds: float
     error: str | None = None
+    tests: tuple[dict, ...] = ()  # data tests' results (build/datatests.py), as in dbt's run_results.json

@@ -11,7 +11,8 @@ from northstar_pipeline import api
 from northstar_pipeline.demo.demo_data import generate_demo_data
 
 REPO = Path(__file__).resolve().parent.parent
-PROJECT_PARTS = ("profiles.yml", "dimensions.yml", "northstar.yml", "models", "metrics", "seeds", "macros")
+PROJECT_PARTS = ("profiles.yml", "dimensions.yml", "northstar.yml", "models", "metrics", "seeds", "macros",
+                 "data_tests")
 SMALL_EVENTS = 60_000
 
 

@@ -17,11 +17,12 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 import duckdb
-import filelock
 
 from northstar_pipeline.build import compiling
 from northstar_pipeline.build.cache import CompileCache
-from northstar_pipeline.build.plan import Plan, Selector, plan_layers
+from northstar_pipeline.build.datatests import TestRun, prepare_tests, store_failures
+from northstar_pipeline.build.lock import project_lock
+from northstar_pipeline.build.plan import Plan, Selector, descendants, plan_layers
 from northstar_pipeline.build.publish import (
     SCORECARD_TABLE,
     VALIDATION_TABLE,
@@ -31,14 +32,14 @@ from northstar_pipeline.build.publish import (
     write_table,
 )
 from northstar_pipeline.build.render import render_project
-from northstar_pipeline.engines.coverage import data_as_of
+from northstar_pipeline.build.runlog import append_run
 from northstar_pipeline.build.segment_publish import publish_segments
+from northstar_pipeline.engines.coverage import data_as_of
 from northstar_pipeline.engines.duckdb import connect, create_sources, execute_node
 from northstar_pipeline.engines.incremental import lineage_fingerprints
 from northstar_pipeline.errors import (
     ExecutionError,
     FormulaError,
-    LockedError,
     NorthstarError,
     PublishError,
 )
@@ -101,28 +102,29 @@ def build(
     environ: Mapping[str, str] | None = None,
     state: Mapping[str, str] | None = None,
     full_refresh: bool = False,
+    store_failures: bool = False,
 ) -> RunResult:
     """Compile, execute the selected nodes in one transaction, then publish the scorecard.
 
-    ``full_refresh`` rebuilds incremental models from scratch instead of adding a batch.
+    ``full_refresh`` rebuilds incremental models from scratch instead of adding a batch. Each
+    node's data tests run right after it; ``store_failures`` keeps every test's failing rows.
     """
     report = report or (lambda event, payload: None)
-    project.target_dir.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(project.target_dir / ".northstar.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        raise LockedError("another build of this project is running", path=project.target_dir / ".northstar.lock",
-                          hint="wait for it to finish; a build holds this lock while it runs") from None
-    try:
-        return _build_locked(project, select, exclude, report, environ, state, full_refresh)
-    finally:
-        lock.release()
+    with project_lock(project, "build"):  # the lock's sidecar names this process for `northstar status`
+        started = time.perf_counter()
+        try:
+            return _build_locked(project, select, exclude, report, environ, state, full_refresh, store_failures)
+        except NorthstarError as error:
+            if not getattr(error, "run_logged", False):  # failed before executing (compile, plan): log it too
+                built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+                append_run(project.target_dir, RunResult(uuid.uuid4().hex[:12], built_at, (), None, 0,
+                                                         time.perf_counter() - started, error=str(error)))
+            raise
 
 
 def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple[Selector, ...], report: Reporter,
                   environ: Mapping[str, str] | None, state: Mapping[str, str] | None,
-                  full_refresh: bool = False) -> RunResult:
+                  full_refresh: bool = False, keep_failures: bool = False) -> RunResult:
     started = time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
@@ -136,11 +138,13 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
                          "source": "var as_of" if project.var_map.get("as_of") else "loaded_at_field"})
     plan = plan_layers(manifest, select, exclude, state)
     report("plan", {"nodes": len(plan.nodes), "layers": len(plan.layers)})
+    tests = prepare_tests(manifest, plan, report, keep_failures)
     con = connect(project.target, reads=project_reads(project))
     committed = False
     try:
         con.execute("BEGIN TRANSACTION")
-        results = execute_plan(con, manifest, plan, report, full_refresh)
+        results = execute_plan(con, manifest, plan, report, full_refresh, tests)
+        tests.raise_for_errors(results)  # before scoring: an error-severity failure publishes nothing
         if manifest.as_of is None:
             manifest, results = _settle_as_of(con, manifest, plan, results, report, environ)
         from northstar_pipeline.tree.score import (
@@ -153,6 +157,7 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
         segment_rows = build_segments(con, manifest, build_tree(manifest), run_id, built_at) if rows else 0
         con.execute("COMMIT")
         committed = True
+        store_failures(con, tests.stored)
         if rows:
             write_table(con, SCORECARD_TABLE, project.scorecard_path)
             write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
@@ -162,9 +167,10 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
             if isinstance(error, FormulaError):
                 _write_failed_validation(con, project)
             _rollback(con)
+            _store_failures_after(con, tests)
         # Past the commit only publishing failed: the tables are new, the Parquet files the last good ones.
         _write_failed_run(project, run_id, built_at, started, plan, error,
-                          node_status="success_unpublished" if committed else "rolled_back")
+                          node_status="success_unpublished" if committed else "rolled_back", tests=tests)
         raise
     except duckdb.Error as exc:
         _rollback(con)
@@ -172,8 +178,9 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     finally:
         con.close()
     result = RunResult(run_id, built_at, results, project.scorecard_path if rows else None, rows,
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, tests=tuple(r.payload() for r in tests.results))
     write_json(project.target_dir / "run_results.json", run_results_payload(result))
+    append_run(project.target_dir, result)
     report("build_done", {"run_id": run_id, "nodes": len(results), "scorecard_rows": rows,
                           "scorecard": str(project.scorecard_path), "seconds": round(result.seconds, 3)})
     return result
@@ -200,19 +207,33 @@ def _settle_as_of(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan
 
 
 def execute_plan(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan, report: Reporter,
-                 full_refresh: bool = False) -> tuple[NodeResult, ...]:
+                 full_refresh: bool = False, tests: TestRun | None = None) -> tuple[NodeResult, ...]:
     create_sources(con, manifest)
     fingerprints = lineage_fingerprints(manifest)
     results = []
     total = len(plan.nodes)
+    unbuilt = {node.name for node in plan.nodes}
+    skipped: set[str] = set()  # downstream of a failed error-severity data test (dbt build's rule)
     for layer in plan.layers:
         for node in layer.nodes:
+            if node.name in skipped:
+                results.append(NodeResult(node.name, node.relation, "skipped", 0.0, None,
+                                          message="an upstream data test failed"))
+                report("node_skipped", {"node": node.name, "relation": node.relation, "index": len(results),
+                                        "total": total, "status": "skipped"})
+                continue
             report("node_start", {"node": node.name, "relation": node.relation, "index": len(results) + 1, "total": total})
             result = execute_node(con, node, fingerprints.get(node.name, ""), full_refresh)
             results.append(result)
             report("node_done", {"node": node.name, "relation": node.relation, "index": len(results), "total": total,
                                  "rows": result.rows, "seconds": round(result.seconds, 3), "status": result.status,
                                  **({"mode": result.mode} if result.mode else {})})
+            unbuilt.discard(node.name)
+            if tests is not None:
+                for failed in tests.after_node(con, unbuilt):
+                    skipped |= descendants(manifest, failed)
+    if tests is not None:
+        tests.skip_pending("a node it reads was skipped")
     return tuple(results)
 
 
@@ -259,6 +280,14 @@ def _write_failed_validation(con: duckdb.DuckDBPyConnection, project: Project) -
         pass  # the formula error matters more than its diagnosis file
 
 
+def _store_failures_after(con: duckdb.DuckDBPyConnection, tests: TestRun) -> None:
+    """Failing rows outlive the rollback: they are what to look at."""
+    try:
+        store_failures(con, tests.stored)
+    except duckdb.Error:
+        pass  # the build's own error matters more
+
+
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
     try:
         con.execute("ROLLBACK")
@@ -267,10 +296,15 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _write_failed_run(project: Project, run_id: str, built_at: str, started: float, plan: Plan,
-                      error: NorthstarError, node_status: str = "rolled_back") -> None:
+                      error: NorthstarError, node_status: str = "rolled_back", tests: TestRun | None = None) -> None:
     """Record a failed run; before the commit the transaction rolled back, so no node of it is kept."""
-    results = tuple(NodeResult(n.name, n.relation, node_status, 0.0, None) for n in plan.nodes)
-    result = RunResult(run_id, built_at, results, None, 0, time.perf_counter() - started, error=str(error))
+    skipped = {r.name for r in getattr(error, "node_results", ()) if r.status == "skipped"}
+    results = tuple(NodeResult(n.name, n.relation, "skipped" if n.name in skipped else node_status, 0.0, None)
+                    for n in plan.nodes)
+    result = RunResult(run_id, built_at, results, None, 0, time.perf_counter() - started, error=str(error),
+                       tests=tuple(r.payload() for r in tests.results) if tests else ())
+    append_run(project.target_dir, result)
+    error.run_logged = True  # type: ignore[attr-defined]
     try:
         write_json(project.target_dir / "run_results.json", run_results_payload(result))
     except PublishError:

@@ -95,6 +95,7 @@ def run_results_payload(result: RunResult) -> dict:
         "status": "error" if result.error else "success",
         "error": result.error,
         "results": [asdict(r) for r in result.results],
+        "tests": list(result.tests),
     }
 
 

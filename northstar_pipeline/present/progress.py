@@ -81,7 +81,28 @@ class Reporter:
             why = {"data": p.get("note", "from the data"), "loaded_at_field": "the latest loaded_at_field of the sources",
                    "var as_of": "the as_of var"}.get(p["source"], p["source"])
             return f"as of {p['as_of']} ({why}); the period containing it is partial"
+        if event == "test_done":
+            return format_test_line(p)
+        if event == "node_skipped":
+            return f"[yellow]SKIP[/] [{p['index']}/{p['total']}] {p['relation']:<40} an upstream data test failed"
+        if event == "alert":
+            return (f"[bold red]ALERT[/] {p['finding']}: {p['metric']} {p['period']} = {p['value']} "
+                    f"(threshold {p['threshold']}, owner {p['owner']})")
         if event == "build_done":
             return (f"[bold green]Done[/]: {p['nodes']} nodes, scorecard {p['scorecard']} "
                     f"({p['scorecard_rows']:,} rows) in {p['seconds']:.2f}s")
         return None
+
+
+def format_test_line(p: dict) -> str:
+    """One data test's outcome: PASS / WARN / ERROR / SKIP, where it is declared, how many rows fail."""
+    label = {"pass": "[green]PASS[/]", "warn": "[yellow]WARN[/]", "error": "[bold red]ERROR[/]",
+             "skipped": "[yellow]SKIP[/]"}[p["status"]]
+    line = f"{label} test {p['test']}  ({p['path']}:{p['line']})"
+    if p["status"] == "skipped":
+        return line + "  " + p.get("message", "")
+    if p["failures"]:
+        line += f"  {p['failures']:,} failing"
+        for row in p.get("sample", [])[:5]:
+            line += "\n       " + ", ".join(f"{k}={v}" for k, v in row.items())
+    return line

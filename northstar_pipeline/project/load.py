@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from northstar_pipeline.errors import NorthstarError, ProjectError, UsageError
+from northstar_pipeline.project.freshness import source_freshness
 from northstar_pipeline.project.sandbox import (
     SECRET_PREFIX,
     TemplateCallError,
@@ -271,7 +272,8 @@ def _sources(root: Path, variables: Mapping[str, Any], env_var: Any) -> tuple[So
                 hive_partitioning=bool(table.get("hive_partitioning", True)),
                 path=rel,
                 line=lines.get((*where, "location"), lines.get(where, 1)),
-                loaded_at_field=str(table["loaded_at_field"]) if table.get("loaded_at_field") else None,
+                loaded_at_field=_loaded_at_field(group, table),
+                freshness=source_freshness(group, table, rel, lines, where),
             ))
     return tuple(sources)
 
@@ -308,6 +310,12 @@ def _inside(root: Path, path: Path) -> bool:
         return path.resolve().is_relative_to(root)
     except (OSError, RuntimeError):  # a symlink loop
         return False
+
+
+def _loaded_at_field(group: dict, table: dict) -> str | None:
+    """A table's loaded_at_field, else its source's (dbt lets either declare it)."""
+    value = table.get("loaded_at_field", group.get("loaded_at_field"))
+    return str(value) if value else None
 
 
 def _templates(root: Path, folder: str, kind: NodeKind) -> tuple[TemplateFile, ...]:
