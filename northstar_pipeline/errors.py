@@ -14,6 +14,7 @@ EXIT_PROJECT = 1  # the project is wrong: templates, SQL, config, profiles, tree
 EXIT_USAGE = 2  # the command line is wrong (click uses 2 as well)
 EXIT_DATA = 3  # the data or the engine failed: missing source data, runtime SQL error, publish
 EXIT_LOCKED = 4  # another build holds the project's lock
+EXIT_HEAD_BROKEN = 6  # northstar diff wrote its report, and the head side does not compile or build
 
 
 class NorthstarError(Exception):
