@@ -353,14 +353,24 @@ def _affected(name: str, downstream: tuple[str, ...], manifest: Manifest) -> tup
 
 
 def _refine(changes: tuple[NodeChange, ...], numbers: tuple[MetricNumbers, ...]) -> tuple[NodeChange, ...]:
-    """The numbers overrule the trees: a node whose values moved on the same data is breaking."""
+    """The numbers overrule the trees: a node whose values moved on the same data is breaking.
+
+    A move is only laid at a node's door when no other change sits upstream of the metric that
+    moved; otherwise ``values_moved`` is None (cannot tell) and the tree's category stands.
+    """
     moved = {m.metric for m in numbers if m.values_moved}
+    changed = {c.name for c in changes}
     refined = []
     for change in changes:
-        own = change.name in moved if change.kind == "metric" else None
-        values_moved = own if own is not None else any(m in moved for m in change.downstream)
+        elsewhere = {m for other in changes if other is not change for m in other.downstream}
+        watched = [change.name] if change.kind == "metric" else list(change.downstream)
+        clean = [m for m in watched if m not in elsewhere and (m == change.name or m not in changed)]
         if change.status == "removed":
-            values_moved = True
+            values_moved: bool | None = True
+        elif clean:
+            values_moved = any(m in moved for m in clean)
+        else:
+            values_moved = None if any(m in moved for m in watched) else False
         if values_moved and change.category == NON_BREAKING and change.status != "added":
             change = replace(change, category=BREAKING, reason=f"values moved on the same data ({change.reason})")
         refined.append(replace(change, values_moved=values_moved))
