@@ -18,5 +18,16 @@ from northstar_pipeline.build.pipeline import (
 
 from northstar_pipeline.build.testing import run_tests
 
-__all__ = ["DEFAULT_DIALECT", "Reporter", "build", "compile_project", "list_nodes", "load", "read_scorecard",
-           "run_tests"]
+__all__ = ["DEFAULT_DIALECT", "Reporter", "build", "compile_project", "diff_project", "list_nodes", "load",
+           "read_scorecard", "run_tests"]
+
+
+def diff_project(project_dir, base, head=None, **options):  # noqa: ANN001, ANN003, ANN201 (review.diff's signature)
+    """review.diff.diff_project with each side linted by analysis.lint (new findings at head are reported)."""
+    from northstar_pipeline.analysis.lint import lint_project
+    from northstar_pipeline.review.diff import diff_project as compare
+
+    def lint(project, repo_dir, revision):  # noqa: ANN001, ANN202
+        return lint_project(project, repo_dir=repo_dir, revision=revision)
+
+    return compare(project_dir, base, head, lint=lint, **options)

@@ -15,6 +15,7 @@ from northstar_pipeline import api
 from northstar_pipeline.build.plan import load_state, parse_selectors, plan_layers
 from northstar_pipeline.errors import (
     EXIT_DATA,
+    EXIT_HEAD_BROKEN,
     EXIT_PROJECT,
     EXIT_USAGE,
     NorthstarError,
@@ -342,16 +343,22 @@ def diff(base: str, head: str | None, project_dir: str, profiles_dir: str | None
     them, then builds both sides in a scratch directory on the same data and compares the
     latest periods of every metric. Your target/ and warehouse are not touched.
     """
-    from northstar_pipeline.review.diff import diff_project
     from northstar_pipeline.review.markdown import render_markdown, report_payload
 
-    report = diff_project(project_dir, base, head, profiles_dir=profiles_dir, target=target,
-                          vars=parse_cli_vars(vars_text), build=not no_build, grain=grain, periods=periods)
+    report = api.diff_project(project_dir, base, head, profiles_dir=profiles_dir, target=target,
+                              vars=parse_cli_vars(vars_text), build=not no_build, grain=grain, periods=periods)
     text = render_markdown(report) if fmt == "markdown" else json.dumps(report_payload(report), indent=2, default=str)
     if out_file:
         Path(out_file).write_text(text if text.endswith("\n") else text + "\n")
     else:
         click.echo(text.rstrip("\n"))
+    for error in report.errors:  # the report has them too; stderr is for the person at the terminal
+        where = f"{error.location}: " if error.location else ""
+        hint = f"\n  hint: {error.hint}" if error.hint else ""
+        click.echo(click.style("error: ", fg="red", bold=True) + f"{where}at {error.label}: {error.message}{hint}",
+                   err=True)
+    if report.head_broken:
+        sys.exit(EXIT_HEAD_BROKEN)
 
 
 def _refuse_stale(project: Any, reporter: Any) -> None:

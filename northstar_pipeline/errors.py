@@ -15,7 +15,8 @@ EXIT_USAGE = 2  # the command line is wrong (click uses 2 as well)
 EXIT_DATA = 3  # the data or the engine failed: missing source data, runtime SQL error, publish
 EXIT_LOCKED = 4  # another build holds the project's lock
 EXIT_ALERT = 5  # build --fail-on: published, but a guardrail is breached or the North Star is red
-EXIT_TEST = 6  # a data test of severity error failed: fix the data or the model, not a retry
+EXIT_TEST = 7  # a data test of severity error failed: fix the data or the model, not a retry
+EXIT_HEAD_BROKEN = 6  # northstar diff wrote its report, and the head side does not compile or build
 
 
 class NorthstarError(Exception):

@@ -12,7 +12,7 @@ import pytest
 from conftest import copy_demo_project, events_glob
 from test_errors import edit, run_cli
 
-from northstar_pipeline.errors import EXIT_USAGE
+from northstar_pipeline.errors import EXIT_HEAD_BROKEN, EXIT_USAGE
 from northstar_pipeline.review.diff import diff_project
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
@@ -129,7 +129,7 @@ def test_outside_a_git_repository(tmp_path: Path, warehouse) -> None:
 def test_an_error_on_one_side_says_which(repo: Path) -> None:
     edit(repo / "metrics" / "items_per_order.sql", "sum(items)", "sum(itemz)")
     result = run_cli(repo, "diff", "HEAD", "--no-build")
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == EXIT_HEAD_BROKEN and "Traceback" not in result.stderr  # the report is on stdout
     assert "metrics/items_per_order.sql:" in result.stderr and "at working tree: unknown column 'itemz'" in result.stderr
 
 

@@ -70,7 +70,7 @@ def test_rule_table() -> None:
     assert [(r.id, r.severity) for r in RULES] == [
         ("NS001", "error"), ("NS002", "error"), ("NS003", "warning"), ("NS004", "warning"), ("NS005", "warning"),
         ("NS006", "error"), ("NS007", "error"), ("NS008", "error"), ("NS009", "warning"), ("NS010", "error"),
-        ("NS011", "warning"), ("NS012", "error")]
+        ("NS011", "warning"), ("NS012", "error"), ("NS013", "warning")]
     assert all(r.title and r.why and "\n" not in r.why for r in RULES)
 
 

@@ -30,6 +30,8 @@ from northstar_pipeline.tree.tree import Tree, TreeMetric, build_tree
 from northstar_pipeline.types import Manifest, MetricKind, Project
 
 ERROR, WARNING = "error", "warning"
+NSM_WINDOW_DAYS = 90  # NS012's window and the changes allowed in it (vars nsm_window_days, nsm_max_changes)
+NSM_MAX_CHANGES = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,8 @@ RULES: tuple[Rule, ...] = (
          "Set a threshold: a drop of 3-5% is a common starting point for an alert."),
     Rule("NS012", ERROR, "metric without period()",
          "A metric is a number per period: its rows must be bucketed by the grain being reviewed."),
+    Rule("NS013", WARNING, "North Star redefined repeatedly",
+         "Changing the NSM when results disappoint destroys strategic consistency."),
 )
 PROJECT_WIDE = frozenset({"NS001", "NS002", "NS003", "NS010"})
 DATA_RULES = ("NS008", "NS009")
@@ -105,13 +109,20 @@ class Findings(tuple[Finding, ...]):
         return self
 
 
-def lint_project(project: Project) -> Findings:
-    """Compile the project and check its tree; data rules use the last build if there is one."""
+def lint_project(project: Project, *, repo_dir: Path | None = None, revision: str | None = None) -> Findings:
+    """Compile the project and check its tree; data rules use the last build if there is one.
+
+    NS012 reads the git history of the North Star's file in ``repo_dir`` (default: the project
+    root) up to ``revision`` (default: the working tree, uncommitted edits counted).
+    """
     manifest = pipeline.compile_project(project)
     tree = build_tree(manifest)
     findings = [f for check in _TREE_CHECKS for f in check(tree)]
+    history, history_notes = nsm_history_findings(project, tree, repo_dir, revision)
+    findings += history
     data_findings, notes = _data_findings(project, manifest, tree)
     findings += data_findings
+    notes += history_notes
     notes += _unknown_ignores(tree)
     silenced = [_silence(f, tree) for f in findings]
     return Findings(sorted(silenced, key=_sort_key), notes)
@@ -360,6 +371,32 @@ def _is_temporal(expression: exp.Expression) -> bool:
             if name in _TEMPORAL_NAMES or name.endswith(_TEMPORAL_SUFFIXES) or name.startswith("period"):
                 return True
     return False
+
+
+# -- history rule (NS012) -------------------------------------------------------------------------
+
+
+def nsm_history_findings(project: Project, tree: Tree, repo_dir: Path | None,
+                         revision: str | None) -> tuple[list[Finding], list[str]]:
+    """NS012: the North Star's file changed more than ``nsm_max_changes`` times in ``nsm_window_days`` (vars)."""
+    from northstar_pipeline.analysis.history import definition_changes  # git is only needed here
+
+    primary = _primary(tree)
+    if primary is None:
+        return [], []
+    variables = project.var_map
+    window = int(variables.get("nsm_window_days", NSM_WINDOW_DAYS))
+    allowed = int(variables.get("nsm_max_changes", NSM_MAX_CHANGES))
+    changes = definition_changes(repo_dir or project.root, primary.node.relpath, revision, window)
+    if changes is None:
+        return [], ["NS012 skipped: the project is not in a git repository"]
+    if len(changes) <= allowed:
+        return [], []
+    when = ", ".join(f"{c.day} {c.commit[:8]}" for c in changes)
+    return [_finding("NS012", primary, (
+        f"North Star '{primary.name}' was redefined {len(changes)} times in {window} days ({when}); "
+        f"more than {allowed} suggests moving the goalposts: keep it and change inputs instead, or record "
+        "why in the commit and silence with lint_ignore"))], []
 
 
 # -- data rules ------------------------------------------------------------------------------------

@@ -64,3 +64,23 @@ def _git(args: list[str], cwd: Path, message: str, hint: str) -> str:
     if result.returncode != 0 or not result.stdout.strip():
         raise UsageError(message, hint=hint)
     return result.stdout.strip()
+
+
+def changed_files(project_dir: Path, base: str, head: str | None) -> list[tuple[str, str]]:
+    """(status, path relative to the project) of files that differ between ``base`` and ``head``.
+
+    ``head`` None is the working tree, untracked files included. Used when a side does not
+    compile, so the report can still say which definitions changed. Status: added | removed | modified.
+    """
+    project_dir = project_dir.resolve()
+    revisions = [_commit(project_dir, base)] + ([_commit(project_dir, head)] if head else [])
+    result = subprocess.run(["git", "diff", "--name-status", "--no-renames", "--relative", *revisions, "--", "."],
+                            cwd=project_dir, capture_output=True, text=True)
+    words = {"A": "added", "D": "removed"}
+    files = [(words.get(line[0], "modified"), line.split("\t", 1)[1])
+             for line in result.stdout.splitlines() if "\t" in line]
+    if head is None:
+        untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--", "."], cwd=project_dir,
+                                   capture_output=True, text=True)
+        files += [("added", line) for line in untracked.stdout.splitlines() if line]
+    return sorted(files, key=lambda item: item[1])
