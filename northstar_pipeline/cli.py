@@ -97,7 +97,7 @@ def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_f
 @click.option("--store-failures", is_flag=True, help="Keep every test's failing rows as test_failures.<test>.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def test(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], store_failures: bool, fmt: str) -> None:
-    """Run the data tests on the built tables (exit 6 when a test of severity error fails)."""
+    """Run the data tests on the built tables (exit 7 when a test of severity error fails)."""
     from northstar_pipeline.errors import EXIT_TEST
     from northstar_pipeline.present.progress import Reporter
 

@@ -1,5 +1,5 @@
 """Pull-request review on real git repositories: a report always written, statuses in every period,
-breaking vs non-breaking, metrics affected up to the North Star, lint findings new at head (NS012)."""
+breaking vs non-breaking, metrics affected up to the North Star, lint findings new at head (NS013)."""
 
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ def test_a_removed_metric_is_breaking_and_config_reads_as_written(repo: Path) ->
     assert changes["ordering_customers"].config_changes == (("lint_ignore", None, {"NS009": "new"}),)
 
 
-# -- NS012: the North Star's own history ----------------------------------------------------------------
+# -- NS013: the North Star's own history ----------------------------------------------------------------
 
 
 def redefine(project: Path, words: str) -> None:
@@ -233,19 +233,19 @@ def test_ns012_the_north_star_redefined_twice_in_the_window(repo: Path, tmp_path
     path = repo / "metrics" / "on_time_orders.sql"
     path.write_text(path.read_text().replace("\n", "  \n"))  # whitespace only: not a redefinition
     commit(repo, "whitespace", at=T0 + 35 * DAY)
-    assert "NS012" not in run_cli(repo, "lint", "--format", "json").stdout
+    assert "NS013" not in run_cli(repo, "lint", "--format", "json").stdout
 
     redefine(repo, "Orders delivered on time, again.")
     commit(repo, "redefine twice", at=T0 + 60 * DAY)
     result = run_cli(repo, "lint", "--format", "json")
-    [finding] = [f for f in json.loads(result.stdout) if f["rule"] == "NS012"]
+    [finding] = [f for f in json.loads(result.stdout) if f["rule"] == "NS013"]
     assert finding["severity"] == "warning" and finding["path"] == "metrics/on_time_orders.sql"
     assert "redefined 2 times in 90 days" in finding["message"]
     assert "2026-10-21" in finding["message"] and "2026-11-20" in finding["message"]  # T0 + 30 and + 60 days
 
     # a narrower window (a var) sees one change only; the base commit itself is never a change
     narrow = run_cli(repo, "lint", "--format", "json", "--vars", "{nsm_window_days: 20}")
-    assert "NS012" not in narrow.stdout
+    assert "NS013" not in narrow.stdout
     # on the pull request: the redefinition in the working tree is a lint finding new at head
     git(repo.parent, "reset", "-q", "--hard", "HEAD~1")
     redefine(repo, "Orders delivered on time, again.")
@@ -253,7 +253,7 @@ def test_ns012_the_north_star_redefined_twice_in_the_window(repo: Path, tmp_path
     assert run_cli(repo, "diff", "HEAD", "--no-build", "--out", str(out)).returncode == 0
     text = out.read_text()
     assert "### Lint findings new at head" in text
-    assert "NS012 `metrics/on_time_orders.sql:" in text.split("### Lint findings new at head")[1]
+    assert "NS013 `metrics/on_time_orders.sql:" in text.split("### Lint findings new at head")[1]
 
 
 # -- the GitHub workflow -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A file's definition changes in git history, for NS012 (the North Star redefined repeatedly).
+"""A file's definition changes in git history, for NS013 (the North Star redefined repeatedly).
 
 Git is read only (``git log``, ``git diff``); the working tree is never touched. A change is a
 commit that edits the file beyond whitespace (``git diff -w``); the commit that adds it is not a

@@ -30,7 +30,7 @@ from northstar_pipeline.tree.tree import Tree, TreeMetric, build_tree
 from northstar_pipeline.types import Manifest, MetricKind, Project
 
 ERROR, WARNING = "error", "warning"
-NSM_WINDOW_DAYS = 90  # NS012's window and the changes allowed in it (vars nsm_window_days, nsm_max_changes)
+NSM_WINDOW_DAYS = 90  # NS013's window and the changes allowed in it (vars nsm_window_days, nsm_max_changes)
 NSM_MAX_CHANGES = 1
 
 
@@ -112,7 +112,7 @@ class Findings(tuple[Finding, ...]):
 def lint_project(project: Project, *, repo_dir: Path | None = None, revision: str | None = None) -> Findings:
     """Compile the project and check its tree; data rules use the last build if there is one.
 
-    NS012 reads the git history of the North Star's file in ``repo_dir`` (default: the project
+    NS013 reads the git history of the North Star's file in ``repo_dir`` (default: the project
     root) up to ``revision`` (default: the working tree, uncommitted edits counted).
     """
     manifest = pipeline.compile_project(project)
@@ -373,12 +373,12 @@ def _is_temporal(expression: exp.Expression) -> bool:
     return False
 
 
-# -- history rule (NS012) -------------------------------------------------------------------------
+# -- history rule (NS013) -------------------------------------------------------------------------
 
 
 def nsm_history_findings(project: Project, tree: Tree, repo_dir: Path | None,
                          revision: str | None) -> tuple[list[Finding], list[str]]:
-    """NS012: the North Star's file changed more than ``nsm_max_changes`` times in ``nsm_window_days`` (vars)."""
+    """NS013: the North Star's file changed more than ``nsm_max_changes`` times in ``nsm_window_days`` (vars)."""
     from northstar_pipeline.analysis.history import definition_changes  # git is only needed here
 
     primary = _primary(tree)
@@ -389,11 +389,11 @@ def nsm_history_findings(project: Project, tree: Tree, repo_dir: Path | None,
     allowed = int(variables.get("nsm_max_changes", NSM_MAX_CHANGES))
     changes = definition_changes(repo_dir or project.root, primary.node.relpath, revision, window)
     if changes is None:
-        return [], ["NS012 skipped: the project is not in a git repository"]
+        return [], ["NS013 skipped: the project is not in a git repository"]
     if len(changes) <= allowed:
         return [], []
     when = ", ".join(f"{c.day} {c.commit[:8]}" for c in changes)
-    return [_finding("NS012", primary, (
+    return [_finding("NS013", primary, (
         f"North Star '{primary.name}' was redefined {len(changes)} times in {window} days ({when}); "
         f"more than {allowed} suggests moving the goalposts: keep it and change inputs instead, or record "
         "why in the commit and silence with lint_ignore"))], []
