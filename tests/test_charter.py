@@ -58,8 +58,10 @@ def _project(root: Path, nsm: list[float], outcome: list[float], *, north_star_n
     (root / "models").mkdir()
     data = root / "lake"
     data.mkdir()
-    days = [FIRST_MONDAY + timedelta(weeks=i) for i in range(len(nsm))]
-    pq.write_table(pa.table({"day": days, "nsm": nsm, "outcome": outcome}), data / "series.parquet")
+    # Every day of every week has a row (a seventh of the week's value), so each week is fully covered.
+    days = [FIRST_MONDAY + timedelta(days=d) for d in range(7 * len(nsm))]
+    pq.write_table(pa.table({"day": days, "nsm": [nsm[d // 7] / 7 for d in range(len(days))],
+                             "outcome": [outcome[d // 7] / 7 for d in range(len(days))]}), data / "series.parquet")
     (root / "profiles.yml").write_text(
         "name: charter_test\ngrains: [week]\nscorecard_path: target/scorecard.parquet\ntarget: dev\n"
         "outputs:\n  dev:\n    type: duckdb\n    path: target/dev.duckdb\n")
@@ -166,7 +168,7 @@ def test_a_revenue_north_star_fails_not_vanity_and_each_criterion_has_a_verdict(
 
 def test_actionable_fails_for_an_input_without_a_work_stream_and_measurable_for_gaps(tmp_path):
     nsm, outcome = _series(30, lead=1)
-    nsm[-3] = 0.0  # a week without data
+    nsm[-3] = 0.0  # a week whose rows are all 0
     charter = ("value: v\ngame: transaction\nnorth_star: active_buyers\noutcomes: [revenue]\n"
                "work_streams:\n  - {team: Growth, input: buyers}\n")
     root = _project(tmp_path / "p", nsm, outcome, charter=charter)
