@@ -60,6 +60,7 @@ def attacks(planted: Path) -> list[tuple[str, str, str]]:
         ("quoted_path", f"select * from '{p}'", "is a file path"),
         ("cte_in_other_scope", f'select * from (with "{p}" as (select 1 as a) select a from "{p}") q,\n'
                                f'  (select * from "{p}") z', "is a file path"),
+        ("ref_placeholder", f'select * from "__ref__"."{p}"', "placeholder schema without calling ref()"),
         ("unknown_catalog", "select * from system.main.duckdb_settings()", "is not allowed"),
         ("incremental_branch", "{{ config(materialized='incremental') }}\nselect 1 as a\n{% if is_incremental() %}\n"
                                f"union all select length(content) as a from read_text('{p}')\n{{% endif %}}",
