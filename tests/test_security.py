@@ -60,6 +60,7 @@ def attacks(planted: Path) -> list[tuple[str, str, str]]:
         ("quoted_path", f"select * from '{p}'", "is a file path"),
         ("cte_in_other_scope", f'select * from (with "{p}" as (select 1 as a) select a from "{p}") q,\n'
                                f'  (select * from "{p}") z', "is a file path"),
+        ("ref_placeholder", f'select * from "__ref__"."{p}"', "placeholder schema without calling ref()"),
         ("unknown_catalog", "select * from system.main.duckdb_settings()", "is not allowed"),
         ("incremental_branch", "{{ config(materialized='incremental') }}\nselect 1 as a\n{% if is_incremental() %}\n"
                                f"union all select length(content) as a from read_text('{p}')\n{{% endif %}}",
@@ -68,6 +69,9 @@ def attacks(planted: Path) -> list[tuple[str, str, str]]:
         ("power", "select {{ 9 ** (9 ** 9) }} as x", "too large"),
         ("repetition", "select '{{ 'a' * 10 ** 8 }}' as x", "too large"),
         ("range", "select {{ range(200000) | length }} as x", "range() of 200000 items"),
+        ("format_width", "select '{{ '{:>999999999999}'.format(1) }}' as x", "format width"),
+        ("namespace_doubling", "{% set ns = namespace(s='a') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
+                               "{% endfor %}\nselect 1 as x", "namespace value 's'"),
         ("recursion", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}\nselect {{ f(1) }} as x", "recursion too deep"),
     ]
 
@@ -241,6 +245,35 @@ def test_a_secret_where_northstar_writes_it_is_refused(demo_project: Path) -> No
          "  token: \"{{ {}[env_var('NORTHSTAR_ENV_SECRET_X')] }}\"")
     result = run_cli(demo_project, "build", env={"NORTHSTAR_ENV_SECRET_X": SECRET})
     assert result.returncode == EXIT_PROJECT and SECRET not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("text,words", [
+    ("{{ 'a' | center(10 ** 10) }}", "center() with"),
+    ("{{ 'a'.ljust(10 ** 10) }}", "ljust() with"),
+    ("{{ '%999999999999d' % 1 }}", "format width of"),
+    ("{{ '%*d' % (10 ** 12, 1) }}", "format width given as an argument"),
+    ("{{ '{:>{w}}'.format(1, w=10 ** 12) }}", "format width given as an argument"),
+    ("{{ '%999999999999d' | format(1) }}", "format width of"),
+    ("{% for i in range(100000) %}{{ 'x' * 999999 }}{% endfor %}", "longer than 10000000 characters"),
+    ("{{ [1] * 10 ** 7 }}", "too large"),
+    ("{{ 'ab' * 600000 + 'cd' * 600000 }}", "too large"),
+])
+def test_jinja_work_is_bounded(text: str, words: str, demo_project: Path) -> None:
+    (demo_project / EVIL).write_text(f"select 1 as x -- {text}\n")
+    with pytest.raises(RenderError, match=re.escape(words)) as info:
+        api.compile_project(api.load(demo_project))
+    assert info.value.path == Path(EVIL) and "too much work" in info.value.message
+
+
+def test_ordinary_jinja_still_renders(demo_project: Path) -> None:
+    (demo_project / EVIL).write_text(
+        "{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% endfor %}"
+        "select '{{ 'ab' | center(6) | indent(2) | truncate(5) }}' as a, {{ '%03d' % 7 }} as b,\n"
+        "  '{{ '{}-{:>3}'.format(1, 2) }}' as c, {{ ns.n }} as d, {{ 2 ** 10 }} as e, '{{ 'x' * 3 }}' as f\n")
+    api.compile_project(api.load(demo_project))
+    text = (demo_project / "target" / "compiled" / "duckdb" / EVIL).read_text()
+    for expected in ("'  ab  ' AS a", "007 AS b", "'1-  2' AS c", "3 AS d", "1024 AS e", "'xxx' AS f"):
+        assert expected in text, text
 
 
 def test_render_time_is_bounded(demo_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -455,11 +455,14 @@ def _create_shadow_table(shadow: duckdb.DuckDBPyConnection, schema: str, name: s
 
 
 def _describe_seed(seed: Seed, project: Project) -> tuple[Column, ...]:
+    con = connect_confined(files=[seed.path])
     try:
-        relation = connect_confined(files=[seed.path]).read_csv(str(seed.path), header=True)
+        relation = con.read_csv(str(seed.path), header=True)
+        return tuple(Column(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True))
     except duckdb.Error as exc:
         raise CompileError(f"cannot read seed: {_first_line(exc)}", path=project.relative(seed.path), line=1) from None
-    return tuple(Column(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True))
+    finally:
+        con.close()
 
 
 def _seed_node(seed: Seed, columns: tuple[Column, ...], project: Project) -> CompiledNode:

@@ -54,7 +54,13 @@ def _check_table(table: exp.Table, ctes: set[str], node: RenderedNode, query: Re
     if not isinstance(target, exp.Identifier) or table.catalog:
         raise CompileError(f"table '{table.sql('duckdb')}' is not a ref() or source()", path=node.relpath,
                            line=_line(table, query), hint=_HINT_FUNCTION)
-    if table.db == ref_schema or (table.db, table.name) in sources:
+    if table.db == ref_schema:
+        if table.name in {name for name, _ in node.refs} or table.name == node.name:  # ref() or {{ this }}
+            return
+        raise CompileError(f"table '{table.sql('duckdb')}' names ref()'s placeholder schema without calling ref()",
+                           path=node.relpath, line=_line(table, query),
+                           hint=f"write {{{{ ref('{table.name}') }}}}, so the dependency is known")
+    if (table.db, table.name) in sources:
         return
     if not table.db and table.name.lower() in ctes:
         return

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
-import duckdb
 import pyarrow as pa
 
 from northstar_pipeline.errors import UsageError

@@ -7,16 +7,19 @@ StrictUndefined turns a typo into an error instead of an empty string.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import Namespace
 
 from northstar_pipeline.errors import NorthstarError, ProjectError, RenderError
 
@@ -41,6 +44,10 @@ MAX_POWER_BITS = 4096  # a ** b whose result would need more bits than this
 MAX_SIZE = 1_000_000  # characters or items a * or + may produce
 MAX_RANGE = 100_000  # items of range(): Jinja's own sandbox limit
 RENDER_SECONDS = 10.0  # wall time of rendering one template (or profiles.yml / sources.yml)
+MAX_OUTPUT = 10_000_000  # characters one rendering may produce
+# Filters and str methods whose integer argument is the size of what they build.
+_SIZED_FILTERS = ("center", "indent", "wordwrap", "truncate", "batch", "slice", "format")
+_SIZED_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 
 
 class RenderLimitError(Exception):
@@ -50,7 +57,7 @@ class RenderLimitError(Exception):
 class BoundedEnvironment(SandboxedEnvironment):
     """The sandbox, with operators that could explode checked first and a deadline checked on every call."""
 
-    intercepted_binops = frozenset({"**", "*", "+"})  # never folded at compile time either
+    intercepted_binops = frozenset({"**", "*", "+", "%"})  # never folded at compile time either
     deadline = float("inf")
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
@@ -59,13 +66,37 @@ class BoundedEnvironment(SandboxedEnvironment):
             _check_power(left, right)
         elif operator == "*":
             _check_repeat(left, right)
+        elif operator == "%":
+            if isinstance(left, str):
+                _check_format_widths(left)
+                if re.search(r"%[-#0 +.\d]*\*", left):  # '%*d' % (width, value)
+                    raise RenderLimitError("a format width given as an argument is not allowed in a template")
         elif isinstance(left, (str, list, tuple)) and isinstance(right, type(left)) and len(left) + len(right) > MAX_SIZE:
             raise RenderLimitError(f"'+' would make {len(left) + len(right)} characters or items (at most {MAX_SIZE})")
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's signature)
         __self.check_deadline()
+        if getattr(__obj, "__name__", None) in _SIZED_METHODS and isinstance(getattr(__obj, "__self__", None), str):
+            _check_sizes(__obj.__name__, args, kwargs)
         return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:  # str.format / format_map, wrapped when accessed
+        if isinstance(getattr(value, "__self__", None), str) and getattr(value, "__name__", "") in ("format", "format_map"):
+            _check_format_widths(value.__self__)
+            if re.search(r"\{[^{}]*:[^{}]*\{", value.__self__):  # a width given as an argument: '{:>{w}}'
+                raise RenderLimitError("a format width given as an argument is not allowed in a template")
+        return super().wrap_str_format(value)
+
+    def concat(self, chunks: Iterable[str]) -> str:  # type: ignore[override]  # Template.render joins with it
+        parts, size = [], 0
+        for chunk in chunks:
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise RenderLimitError(f"the rendering is longer than {MAX_OUTPUT} characters")
+            parts.append(chunk)
+            self.check_deadline()
+        return "".join(parts)
 
     def check_deadline(self) -> None:
         if time.monotonic() > self.deadline:
@@ -94,6 +125,41 @@ class _Range(Sequence):
             yield value
 
 
+class _BoundedNamespace(Namespace):
+    """namespace(): what a loop keeps between iterations, so its values are bounded like * and +."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if isinstance(value, (str, list, tuple, dict)) and len(value) > MAX_SIZE:
+            raise RenderLimitError(f"namespace value '{name}' has {len(value)} characters or items (at most {MAX_SIZE})")
+        super().__setitem__(name, value)
+
+
+def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)  # keeps Jinja's pass_environment / pass_eval_context marks
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _check_sizes(name, args, kwargs)
+        if name == "format":
+            for text in (a for a in args if isinstance(a, str)):
+                _check_format_widths(text)
+                break
+        return function(*args, **kwargs)
+
+    return bounded
+
+
+def _check_sizes(name: str, args: tuple, kwargs: dict) -> None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SIZE:
+            raise RenderLimitError(f"{name}() with {value} is too large (at most {MAX_SIZE})")
+
+
+def _check_format_widths(text: str) -> None:
+    """'%999999999d' or '{:>999999999}' builds a string that wide: bound the numbers in a format string."""
+    for number in re.findall(r"\d+", text):
+        if len(number) > 7 and int(number) > MAX_SIZE:
+            raise RenderLimitError(f"a format width of {number} is too large (at most {MAX_SIZE})")
+
+
 def _check_power(left: Any, right: Any) -> None:
     if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
         if (abs(left).bit_length() - 1) * right > MAX_POWER_BITS:
@@ -115,6 +181,9 @@ def make_environment() -> SandboxedEnvironment:
         loader=None,
     )
     env.globals["range"] = lambda *args: _Range(env, *args)
+    env.globals["namespace"] = _BoundedNamespace
+    for name in _SIZED_FILTERS:
+        env.filters[name] = _bounded_filter(name, env.filters[name])
     return env
 
 
