@@ -32,9 +32,11 @@ def write_metric(root: Path, name: str, body: str) -> Path:
 
 def test_period_renders_per_grain(starter: Path) -> None:
     nodes = {n.name: n for n in render_project(api.load(starter))}
-    week, month = nodes["weekly_orders"].queries
+    week, month, coverage = nodes["weekly_orders"].queries
     assert "DATE_TRUNC('WEEK', placed_at)" in week.sql
     assert "DATE_TRUNC('MONTH', placed_at)" in month.sql
+    # the coverage rendering: the days the data covers (a period not covered from its first day is partial)
+    assert coverage.coverage and "DATE_TRUNC('DAY', placed_at)" in coverage.sql
     assert '"__ref__"."stg_orders"' in week.sql
 
 

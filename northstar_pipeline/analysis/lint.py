@@ -459,9 +459,14 @@ def _hypothesis_findings(project: Project, tree: Tree, rows: list[dict], present
                     f"{edge} cannot be tested at grain {grain}: n={most} paired periods, "
                     f"needs at least {score.MIN_PAIRS}")))
             elif best["supported"] is False:
+                rho = best.get("spearman_r")
+                rank = f", Spearman rho={rho:.2f} (p={_p(best.get('spearman_p_value'))})" if rho is not None else ""
+                adjusted = best.get("p_value_adjusted")
                 findings.append(_finding("NS009", child, (
                     f"{edge} is not supported at grain {grain}: r={best['r']:.2f} at lag {best['lag']}, "
-                    f"n={best['n']}, p={_p(best['p_value'])} (needs p < {score.SIGNIFICANCE} and {sign})")))
+                    f"n={best['n']}, p={_p(adjusted if adjusted is not None else best['p_value'])} adjusted for "
+                    f"{best.get('lags_tested') or 1} lag(s){rank} (needs both p < {score.SIGNIFICANCE} and "
+                    f"{sign} with rho of the same sign)")))
     return findings
 
 

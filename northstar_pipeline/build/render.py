@@ -58,6 +58,7 @@ METRIC_CONFIG_KEYS = {
     "dimensions",
 }
 MODEL_CONFIG_KEYS = {f.name for f in fields(ModelConfig)}
+_RENDER_FORMAT = 2  # bumped when a rendering gains a query or field (2: the coverage rendering, uses_period)
 
 
 def render_project(project: Project, environ: Mapping[str, str] | None = None,
@@ -77,7 +78,7 @@ def render_project(project: Project, environ: Mapping[str, str] | None = None,
                    [m.text for m in project.macros], sorted(sources))
     nodes = []
     for template in (*project.models, *project.metrics):
-        key = cache_key("render", template.relpath, template.kind, template.text, context_key)
+        key = cache_key("render", _RENDER_FORMAT, template.relpath, template.kind, template.text, context_key)
         hit = cache.get(key) if cache else None
         if hit is not None and environment_matches(hit[1], environ) and all(r in known for r, _ in hit[0].refs):
             nodes.append(replace(hit[0], path=template.path))
