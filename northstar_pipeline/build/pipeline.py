@@ -21,6 +21,7 @@ import filelock
 
 from northstar_pipeline.build import compiling
 from northstar_pipeline.build.cache import CompileCache
+from northstar_pipeline.build.orphans import clean_orphans
 from northstar_pipeline.build.plan import Plan, Selector, plan_layers
 from northstar_pipeline.build.publish import (
     SCORECARD_TABLE,
@@ -31,6 +32,7 @@ from northstar_pipeline.build.publish import (
     write_table,
 )
 from northstar_pipeline.build.render import render_project
+from northstar_pipeline.build.upstream import prepare_upstream
 from northstar_pipeline.engines.duckdb import connect, create_sources, execute_node
 from northstar_pipeline.engines.incremental import lineage_fingerprints
 from northstar_pipeline.errors import (
@@ -92,10 +94,15 @@ def build(
     environ: Mapping[str, str] | None = None,
     state: Mapping[str, str] | None = None,
     full_refresh: bool = False,
+    defer: Path | None = None,
+    keep_orphans: bool = False,
 ) -> RunResult:
     """Compile, execute the selected nodes in one transaction, then publish the scorecard.
 
     ``full_refresh`` rebuilds incremental models from scratch instead of adding a batch.
+    ``defer`` (an earlier run's DuckDB file) supplies unselected upstream tables this database
+    lacks (build/upstream.py); relations of nodes the project no longer has are dropped unless
+    ``keep_orphans`` (build/orphans.py).
     """
     report = report or (lambda event, payload: None)
     project.target_dir.mkdir(parents=True, exist_ok=True)
@@ -106,14 +113,14 @@ def build(
         raise LockedError("another build of this project is running", path=project.target_dir / ".northstar.lock",
                           hint="wait for it to finish; a build holds this lock while it runs") from None
     try:
-        return _build_locked(project, select, exclude, report, environ, state, full_refresh)
+        return _build_locked(project, select, exclude, report, environ, state, full_refresh, defer, keep_orphans)
     finally:
         lock.release()
 
 
 def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple[Selector, ...], report: Reporter,
                   environ: Mapping[str, str] | None, state: Mapping[str, str] | None,
-                  full_refresh: bool = False) -> RunResult:
+                  full_refresh: bool = False, defer: Path | None = None, keep_orphans: bool = False) -> RunResult:
     started = time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
@@ -125,7 +132,9 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     committed = False
     try:
         con.execute("BEGIN TRANSACTION")
+        report("deferred", {"relations": prepare_upstream(con, manifest, {n.name for n in plan.nodes}, defer)})
         results = execute_plan(con, manifest, plan, report, full_refresh)
+        report("orphans", {"relations": clean_orphans(con, manifest, keep_orphans), "kept": keep_orphans})
         from northstar_pipeline.tree.score import (
             score,  # pyarrow and the scoring SQL are only needed by a build
         )

@@ -77,7 +77,19 @@ class Reporter:
             rows = "" if p["rows"] is None else f"{p['rows']:,} rows"
             mode = f"  ({p['mode']})" if p.get("mode") else ""
             return f"[green]OK[/] [{p['index']}/{p['total']}] {p['relation']:<40} {rows:>14}  {p['seconds']:.2f}s{mode}"
+        if event in ("deferred", "orphans"):
+            return _relations_text(event, p)
         if event == "build_done":
             return (f"[bold green]Done[/]: {p['nodes']} nodes, scorecard {p['scorecard']} "
                     f"({p['scorecard_rows']:,} rows) in {p['seconds']:.2f}s")
         return None
+
+
+def _relations_text(event: str, p: dict) -> str | None:
+    """Deferred upstream tables and orphan relations: a line only when there are some."""
+    names = ", ".join(p["relations"])
+    if not names:
+        return None
+    if event == "deferred":
+        return f"deferred (copied from --state): {names}"
+    return f"[yellow]kept orphans[/] (no node defines them): {names}" if p["kept"] else f"dropped orphans: {names}"
