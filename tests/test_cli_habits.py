@@ -209,6 +209,12 @@ def test_every_command_and_option_is_documented(name: str, command: click.Comman
     for param in command.params:
         for option in (o for o in getattr(param, "opts", []) if o.startswith("--") and o not in COMMON):
             assert option in rows[0], f"README's row for 'northstar {name}' does not mention {option}"
+    from click.testing import CliRunner
+
+    from northstar_pipeline.cli import cli
+
+    shown = CliRunner().invoke(cli, [name, "--help"])
+    assert shown.exit_code == 0 and command.help.split("\n")[0].split(".")[0] in " ".join(shown.output.split())
     if any(o in COMMON for p in command.params for o in getattr(p, "opts", [])):
         assert "Every project command takes `--project-dir`, `--profiles-dir`, `--target`, `--vars`" in readme
 
