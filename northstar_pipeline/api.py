@@ -16,10 +16,19 @@ from northstar_pipeline.build.pipeline import (
                                                read_scorecard,
 )
 
+from northstar_pipeline.build.retry import retry_nodes
 from northstar_pipeline.build.testing import run_tests
+from northstar_pipeline.build.upstream import state_database
 
 __all__ = ["DEFAULT_DIALECT", "Reporter", "build", "compile_project", "diff_project", "list_nodes", "load",
-           "read_scorecard", "run_tests"]
+           "read_scorecard", "retry_nodes", "run_tests", "show_metric", "state_database"]
+
+
+def show_metric(project, metric, grain=None, last=8):  # noqa: ANN001, ANN201 (analysis.show's signature)
+    """analysis.show.show_metric: a metric's latest periods from the built tables."""
+    from northstar_pipeline.analysis.show import show_metric as show
+
+    return show(project, metric, grain=grain, last=last)
 
 
 def diff_project(project_dir, base, head=None, **options):  # noqa: ANN001, ANN003, ANN201 (review.diff's signature)

@@ -38,6 +38,7 @@ def _project_options(func: Callable) -> Callable:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="northstar-pipeline", prog_name="northstar", message="%(prog)s %(version)s")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
@@ -56,7 +57,7 @@ def compile(project: Any, dialect: str) -> None:
 
 @cli.command()
 @_project_options
-@click.option("--select", "-s", multiple=True, help="Selectors: name, +name, name+, tag:x, kind:metric.")
+@click.option("--select", "-s", multiple=True, help="Selectors (dbt's syntax): name, stg_*, +name, name+1, @name, tag:x, kind:metric, path:metrics/, source:raw, config.owner:X; a comma intersects.")
 @click.option("--exclude", multiple=True, help="Selectors to leave out.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one JSON object per line, for schedulers.")
@@ -69,19 +70,26 @@ def compile(project: Any, dialect: str) -> None:
                    "in the last complete period.")
 @click.option("--fail-on-stale", is_flag=True,
               help="Refuse to build (exit 3) when a source's newest data is older than its freshness error_after.")
+@click.option("--defer", is_flag=True,
+              help="Read unselected upstream tables this database lacks from the --state run's database.")
+@click.option("--keep-orphans", is_flag=True,
+              help="Keep (and list) relations of nodes the project no longer has, instead of dropping them.")
 def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str,
           state_dir: str | None, full_refresh: bool, store_failures: bool, fail_on: tuple[str, ...],
-          fail_on_stale: bool) -> None:
+          fail_on_stale: bool, defer: bool = False, keep_orphans: bool = False) -> None:
     """Build the selected nodes into DuckDB and publish the scorecard."""
     from northstar_pipeline.present.progress import Reporter
 
+    if defer and not state_dir:
+        raise click.UsageError("--defer needs --state DIR (the target/ of the run to defer to)")
     reporter = Reporter(log_format)
     if fail_on_stale:
         _refuse_stale(project, reporter)
     try:
         result = api.build(project, select=parse_selectors(select), exclude=parse_selectors(exclude), report=reporter,
                            state=load_state(state_dir) if state_dir else None, full_refresh=full_refresh,
-                           store_failures=store_failures)
+                           store_failures=store_failures,
+                           defer=api.state_database(state_dir) if defer else None, keep_orphans=keep_orphans)
     finally:
         reporter.close()  # a failed build must not leave the live bar drawn over the error
     if log_format == "text" and result.scorecard_path:
@@ -169,16 +177,21 @@ def status(project: Any, fmt: str, last: int) -> None:
 
 @cli.command("ls")
 @_project_options
-@click.option("--select", "-s", multiple=True, help="Selectors: name, +name, name+, tag:x, kind:metric.")
-@click.option("--output", type=click.Choice(["name", "path", "json"]), default="name", show_default=True)
+@click.option("--select", "-s", multiple=True, help="Selectors (dbt's syntax): name, stg_*, +name, name+1, @name, tag:x, kind:metric, path:metrics/, source:raw, config.owner:X; a comma intersects.")
+@click.option("--exclude", multiple=True, help="Selectors to leave out.")
+@click.option("--output", type=click.Choice(["table", "name", "path", "json"]), default="table", show_default=True,
+              help="table: kind and relation; name: names that --select accepts back; path; json.")
 @click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
               help="target/ of an earlier run, for state:modified and state:new selectors.")
-def ls(project: Any, select: tuple[str, ...], output: str, state_dir: str | None) -> None:
+def ls(project: Any, select: tuple[str, ...], output: str, state_dir: str | None,
+       exclude: tuple[str, ...] = ()) -> None:
     """List nodes in build order."""
     state = load_state(state_dir) if state_dir else None  # read before compiling rewrites target/manifest.json
     manifest = api.compile_project(project)
-    for node in plan_layers(manifest, parse_selectors(select), state=state).nodes:
-        if output == "json":
+    for node in plan_layers(manifest, parse_selectors(select), parse_selectors(exclude), state=state).nodes:
+        if output == "name":
+            click.echo(node.name)
+        elif output == "json":
             click.echo(json.dumps({"name": node.name, "kind": node.kind.value, "relation": node.relation,
                                    "path": node.relpath.as_posix(), "depends_on": list(node.depends_on)}))
         else:
@@ -386,6 +399,41 @@ def _exit_on_alerts(project: Any, fail_on: tuple[str, ...], reporter: Any) -> No
         reporter("alert", alert.payload())
     if alerts:
         sys.exit(EXIT_ALERT)
+
+
+@cli.command()
+@_project_options
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per line, for schedulers.")
+def retry(project: Any, log_format: str) -> None:
+    """Re-run what the last build (target/run_results.json) did not finish: the failed node and the rest of its plan."""
+    from northstar_pipeline.build.plan import Selector
+    from northstar_pipeline.present.progress import Reporter
+
+    names = api.retry_nodes(project.target_dir)
+    if not names:
+        click.echo("nothing to retry: the last run succeeded")
+        return
+    reporter = Reporter(log_format)
+    try:
+        result = api.build(project, select=tuple(Selector(name) for name in names), report=reporter)
+    finally:
+        reporter.close()
+    if log_format == "text" and result.scorecard_path:
+        _print_scorecard(project, grain=project.grains[0].value, fmt="table", period=None)
+
+
+@cli.command()
+@click.argument("metric")
+@_project_options
+@click.option("--grain", default=None, help="Grain (default: the project's first).")
+@click.option("--last", default=8, show_default=True, type=click.IntRange(min=1), help="How many latest periods.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def show(project: Any, metric: str, grain: str | None, last: int, fmt: str) -> None:
+    """Show METRIC's latest periods from the built tables, e.g. show orders_per_customer --grain week --last 8."""
+    from northstar_pipeline.analysis.show import format_shown
+
+    click.echo(format_shown(api.show_metric(project, metric, grain=grain, last=last), fmt))
 
 
 def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None, segment: str | None = None) -> None:

@@ -91,6 +91,20 @@ def test_a_head_that_compiles_but_does_not_build_is_reported(repo: Path, tmp_pat
     assert "numbers not compared (a side did not build)" in text
 
 
+def test_a_broken_base_is_reported_and_a_fixed_head_exits_0(repo: Path, tmp_path: Path) -> None:
+    edit(repo / "metrics" / "items_per_order.sql", "sum(items) / count(*)", "sum(itemz) / count(*)")
+    commit(repo, "main is broken")
+    git(repo.parent, "checkout", "-qb", "fix")
+    edit(repo / "metrics" / "items_per_order.sql", "sum(itemz) / count(*)", "sum(items) / count(*)")
+    commit(repo, "the fix")
+    out = tmp_path / "comment.md"
+    result = run_cli(repo, "diff", "main", "fix", "--no-build", "--out", str(out))
+    assert result.returncode == 0, result.stderr  # the pull request itself is fine
+    text = out.read_text()
+    assert "### Base (`main (" in text and "does not compile" in text and "unknown column 'itemz'" in text
+    assert "| `items_per_order` | metric |" in text and "base does not compile" in text
+
+
 def test_a_working_head_exits_0_and_a_usage_error_is_still_2(repo: Path, tmp_path: Path) -> None:
     edit(repo / "metrics" / "new_customers.sql", "select", "-- signups\nselect")
     out = tmp_path / "comment.md"

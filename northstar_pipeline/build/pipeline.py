@@ -23,6 +23,7 @@ from northstar_pipeline.build.cache import CompileCache
 from northstar_pipeline.build.datatests import TestRun, prepare_tests, store_failures
 from northstar_pipeline.build.lock import project_lock
 from northstar_pipeline.build.plan import Plan, Selector, descendants, plan_layers
+from northstar_pipeline.build.orphans import clean_orphans
 from northstar_pipeline.build.publish import (
     SCORECARD_TABLE,
     VALIDATION_TABLE,
@@ -35,6 +36,7 @@ from northstar_pipeline.build.render import render_project
 from northstar_pipeline.build.runlog import append_run
 from northstar_pipeline.build.segment_publish import publish_segments
 from northstar_pipeline.engines.coverage import data_as_of
+from northstar_pipeline.build.upstream import prepare_upstream
 from northstar_pipeline.engines.duckdb import connect, create_sources, execute_node
 from northstar_pipeline.engines.incremental import lineage_fingerprints
 from northstar_pipeline.errors import (
@@ -103,17 +105,23 @@ def build(
     state: Mapping[str, str] | None = None,
     full_refresh: bool = False,
     store_failures: bool = False,
+    defer: Path | None = None,
+    keep_orphans: bool = False,
 ) -> RunResult:
     """Compile, execute the selected nodes in one transaction, then publish the scorecard.
 
     ``full_refresh`` rebuilds incremental models from scratch instead of adding a batch. Each
     node's data tests run right after it; ``store_failures`` keeps every test's failing rows.
+    ``defer`` (an earlier run's DuckDB file) supplies unselected upstream tables this database
+    lacks (build/upstream.py); relations of nodes the project no longer has are dropped unless
+    ``keep_orphans`` (build/orphans.py).
     """
     report = report or (lambda event, payload: None)
     with project_lock(project, "build"):  # the lock's sidecar names this process for `northstar status`
         started = time.perf_counter()
         try:
-            return _build_locked(project, select, exclude, report, environ, state, full_refresh, store_failures)
+            return _build_locked(project, select, exclude, report, environ, state, full_refresh, store_failures,
+                                  defer, keep_orphans)
         except NorthstarError as error:
             if not getattr(error, "run_logged", False):  # failed before executing (compile, plan): log it too
                 built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
@@ -124,7 +132,8 @@ def build(
 
 def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple[Selector, ...], report: Reporter,
                   environ: Mapping[str, str] | None, state: Mapping[str, str] | None,
-                  full_refresh: bool = False, keep_failures: bool = False) -> RunResult:
+                  full_refresh: bool = False, keep_failures: bool = False, defer: Path | None = None,
+                  keep_orphans: bool = False) -> RunResult:
     started = time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
@@ -143,10 +152,12 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     committed = False
     try:
         con.execute("BEGIN TRANSACTION")
+        report("deferred", {"relations": prepare_upstream(con, manifest, {n.name for n in plan.nodes}, defer)})
         results = execute_plan(con, manifest, plan, report, full_refresh, tests)
         tests.raise_for_errors(results)  # before scoring: an error-severity failure publishes nothing
         if manifest.as_of is None:
             manifest, results = _settle_as_of(con, manifest, plan, results, report, environ)
+        report("orphans", {"relations": clean_orphans(con, manifest, keep_orphans), "kept": keep_orphans})
         from northstar_pipeline.tree.score import (
             score,  # pyarrow and the scoring SQL are only needed by a build
         )

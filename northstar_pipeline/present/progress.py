@@ -88,6 +88,8 @@ class Reporter:
         if event == "alert":
             return (f"[bold red]ALERT[/] {p['finding']}: {p['metric']} {p['period']} = {p['value']} "
                     f"(threshold {p['threshold']}, owner {p['owner']})")
+        if event in ("deferred", "orphans"):
+            return _relations_text(event, p)
         if event == "build_done":
             return (f"[bold green]Done[/]: {p['nodes']} nodes, scorecard {p['scorecard']} "
                     f"({p['scorecard_rows']:,} rows) in {p['seconds']:.2f}s")
@@ -106,3 +108,13 @@ def format_test_line(p: dict) -> str:
         for row in p.get("sample", [])[:5]:
             line += "\n       " + ", ".join(f"{k}={v}" for k, v in row.items())
     return line
+
+
+def _relations_text(event: str, p: dict) -> str | None:
+    """Deferred upstream tables and orphan relations: a line only when there are some."""
+    names = ", ".join(p["relations"])
+    if not names:
+        return None
+    if event == "deferred":
+        return f"deferred (copied from --state): {names}"
+    return f"[yellow]kept orphans[/] (no node defines them): {names}" if p["kept"] else f"dropped orphans: {names}"
