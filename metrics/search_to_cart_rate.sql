@@ -1,5 +1,5 @@
 {{ config(kind='input', parent='items_per_order', edge='hypothesis', dimension='depth',
-          owner='Discovery & Merchandising', label='Search-to-add-to-cart rate', unit='ratio') }}
+          owner='Discovery & Merchandising', label='Search-to-add-to-cart rate', unit='percent') }}
 select
     {{ period('occurred_at') }} as period_start,
     count(*) filter (where event_type = 'add_to_cart')

@@ -98,7 +98,7 @@ def ls(project: Any, select: tuple[str, ...], output: str, state_dir: str | None
 @cli.command()
 @_project_options
 @click.option("--grain", default=None, help="Grain to show (default: the project's first).")
-@click.option("--period", default=None, help="Period start (YYYY-MM-DD) to show (default: the latest).")
+@click.option("--period", default=None, help="Period start (YYYY-MM-DD) to show (default: the latest complete period).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown", "html"]), default="table",
               show_default=True)
 def scorecard(project: Any, grain: str | None, period: str | None, fmt: str) -> None:
@@ -127,12 +127,13 @@ def lint(project: Any, fmt: str) -> None:
 @_project_options
 @click.option("--format", "fmt", type=click.Choice(["rich", "mermaid", "dot", "svg"]), default="rich",
               show_default=True)
-@click.option("--grain", default=None, help="Grain whose latest values are shown (default: the project's first).")
-def tree(project: Any, fmt: str, grain: str | None) -> None:
+@click.option("--grain", default=None, help="Grain whose values are shown (default: the project's first).")
+@click.option("--period", default=None, help="Period start (YYYY-MM-DD); default: the latest complete period.")
+def tree(project: Any, fmt: str, grain: str | None, period: str | None) -> None:
     """Draw the metric tree: formula edges solid, hypothesis edges dotted, guardrails marked."""
     from northstar_pipeline.present.views import render_tree
 
-    click.echo(render_tree(project, fmt=fmt, grain=grain or project.grains[0].value))
+    click.echo(render_tree(project, fmt=fmt, grain=grain or project.grains[0].value, period=period))
 
 
 @cli.command()
@@ -146,7 +147,7 @@ def explain(project: Any, grain: str | None, period: str | None) -> None:
 
     tree = build_tree(api.compile_project(project))  # units and thresholds are in the definitions
     click.echo(explain_change(api.read_scorecard(project), grain=grain or project.grains[0].value, period=period,
-                              tree=tree))
+                              tree=tree, color=None), nl=False)
 
 
 @cli.command("demo-data")
@@ -215,7 +216,12 @@ def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None) -> 
     from northstar_pipeline.present.report import render_scorecard
 
     card = api.read_scorecard(project)
-    click.echo(render_scorecard(card, grain=grain, fmt=fmt, period=period, project=project.name))
+    context = None
+    if fmt == "html":  # the page also shows hypothesis verdicts and the previous build's definitions
+        from northstar_pipeline.present.html import page_context
+
+        context = page_context(project)
+    click.echo(render_scorecard(card, grain=grain, fmt=fmt, period=period, project=project.name, context=context))
 
 
 def main() -> None:

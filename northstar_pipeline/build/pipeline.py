@@ -20,7 +20,9 @@ import duckdb
 import filelock
 
 from northstar_pipeline.build import compiling
+from northstar_pipeline.build.bi import publish_bi
 from northstar_pipeline.build.cache import CompileCache
+from northstar_pipeline.build.history import append_history
 from northstar_pipeline.build.plan import Plan, Selector, plan_layers
 from northstar_pipeline.build.publish import (
     SCORECARD_TABLE,
@@ -136,6 +138,8 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
         if rows:
             write_table(con, SCORECARD_TABLE, project.scorecard_path)
             write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
+            append_history(project, run_id, built_at)  # the record of what this build reported
+            publish_bi(project)  # views for BI tools over what was just published
     except NorthstarError as error:
         if not committed:
             _rollback(con)
