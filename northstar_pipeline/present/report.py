@@ -124,7 +124,8 @@ def _markdown(rows: list[dict], review: Review) -> str:
         name = f"{indent}{_md(row['label'])}" + (" **(North Star)**" if row["kind"] == "north_star" else "")
         status = row["status"]
         cells = [
-            name, format_value(row["value"], unit), format_value(row["previous_value"], unit), format_pct(row["change_pct"]),
+            name, format_value(row["value"], unit), format_value(row["previous_value"], unit),
+            format_pct(row["change_pct"]),
             format_pct(row["target_pct"], signed=False),
             f"{STATUS_EMOJI[status]} {status_word(row)}" if status else "-",
             sparkline(row["sparkline"]) or "-", _md(row["owner"] or "-"),

@@ -109,7 +109,8 @@ def _box(row: Mapping, x: float, y: float) -> str:
     dash = ' stroke-dasharray="6 3"' if row["kind"] == "counter" else ""
     cx = x + BOX_W / 2
     label_y = y + (18 if len(lines) == 2 else 24)
-    label = "".join(f'<tspan x="{cx:.0f}" dy="{0 if i == 0 else 14}">{escape(text)}</tspan>' for i, text in enumerate(lines))
+    label = "".join(f'<tspan x="{cx:.0f}" dy="{0 if i == 0 else 14}">{escape(text)}</tspan>'
+                    for i, text in enumerate(lines))
     star = (f'<path class="star" d="{STAR}" transform="translate({x + 14:.0f},{y + 14:.0f})" fill="#1f2328"/>'
             if row["kind"] == "north_star" else "")
     return (f'<g class="metric" data-metric="{escape(row["metric"])}" data-status="{escape(status or "")}">'
