@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.dataset as ds
 import pytest
+from conftest import copy_demo_project
 from test_errors import edit, run_cli
 
 from northstar_pipeline import api
@@ -88,6 +89,7 @@ def test_documented_history_queries(three_builds, monkeypatch) -> None:
     assert {r[6] for r in con.execute(report).fetchall()} == {runs[2]}  # today: the latest build
 
     con.execute("SET VARIABLE period = $p", {"p": default_week})
+    con.execute("SET VARIABLE metric = 'on_time_orders'")
     revisions = con.execute(revised).fetchall()
     (value,) = con.execute("SELECT value FROM read_parquet($p) WHERE metric = 'on_time_orders' AND grain = 'week' "
                            "AND period_start = $w", {"p": str(card), "w": default_week}).fetchall()[0]
@@ -122,3 +124,28 @@ def test_bad_retention_is_one_clear_error(demo_project: Path) -> None:
     assert result.returncode == 1 and "Traceback" not in result.stderr  # EXIT_PROJECT
     assert f"profiles.yml:{len(lines) + 1}" in result.stderr and "history_keep_days" in result.stderr
     assert (demo_project / "target" / "scorecard.parquet").read_bytes() == before
+
+
+def test_late_data_shows_as_a_revision(tmp_path: Path, warehouse, monkeypatch) -> None:
+    """Signups that land late for an earlier week: the documented revision query shows them, build by build."""
+    events = tmp_path / "events"
+    shutil.copytree(warehouse.events_dir, events)
+    root = copy_demo_project(tmp_path / "project", events)
+    first = api.build(api.load(root))
+    con = duckdb.connect()
+    card = str(root / "target" / "scorecard.parquet")
+    week, as_of = con.execute("SELECT max(period_start) FILTER (WHERE is_complete), any_value(as_of) "
+                              "FROM read_parquet($p) WHERE grain = 'week'", {"p": card}).fetchall()[0]
+    late = sorted(events.glob("landed_date=*"))[-1] / "late.parquet"
+    con.sql("SELECT 9000000000 + i AS event_id, 9000000 + i AS user_id, 'signup' AS event_type, "
+            "CAST($day AS TIMESTAMP) + INTERVAL 12 HOUR AS occurred_at, CAST($as_of AS TIMESTAMP) AS landed_at, "
+            "NULL::BIGINT AS order_id, NULL::INTEGER AS items, NULL::TIMESTAMP AS promised_at, "
+            "NULL::TIMESTAMP AS delivered_at FROM range(7) t(i)",
+            params={"day": week + timedelta(days=2), "as_of": as_of}).write_parquet(str(late))
+    second = api.build(api.load(root))
+    monkeypatch.chdir(root)
+    con.execute("SET VARIABLE period = $p", {"p": week})
+    con.execute("SET VARIABLE metric = 'new_customers'")
+    revisions = con.execute(documented_queries()[1]).fetchall()
+    assert [r[1] for r in revisions] == [first.run_id, second.run_id]
+    assert revisions[1][3] - revisions[0][3] == 7 and revisions[1][4] == 7  # seven late signups, one revision
