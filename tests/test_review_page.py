@@ -145,8 +145,13 @@ def test_page_renders_at_width(browser, page: Path, built_demo, default_week, wi
         assert row.find_element("css selector", '[data-field="previous"]').text == shown(previous, unit)
         assert row.find_element("css selector", ".status").get_attribute("data-status") == (status or "")
         assert row.find_element("css selector", ".status-word").text.startswith(status or "-")  # not colour alone
-    if width < 760:  # a phone: the tree as a list, the table as stacked cards
+    if width < 760:  # a phone: the tree as a list, the table as stacked cards, the guardrail above what it guards
         assert not css(browser, "figure.tree")[0].is_displayed() and css(browser, "ul.tree-list")[0].is_displayed()
+        assert not css(browser, "table.metrics thead")[0].is_displayed()
+        counter, guarded = css(browser, "#guardrails .side.counter")[0].rect, css(browser, "#guardrails .side.guarded")[0].rect
+        assert guarded["y"] >= counter["y"] + counter["height"]
+    else:
+        assert css(browser, "figure.tree svg")[0].is_displayed() and not css(browser, "ul.tree-list")[0].is_displayed()
     assert css(browser, "#north-star .nsm-value")[0].is_displayed()
     shot = REPO / "target" / f"review-{width}.png"
     shot.parent.mkdir(exist_ok=True)
