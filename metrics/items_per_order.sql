@@ -1,5 +1,5 @@
 {{ config(kind='input', parent='on_time_orders', edge='hypothesis', dimension='depth',
-          owner='Discovery & Merchandising', label='Items per order',
+          owner='Discovery & Merchandising', label='Items per order', unit='number',
           dimensions=['region', 'platform']) }}
 select
     {{ period('placed_at') }} as period_start,

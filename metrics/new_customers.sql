@@ -1,5 +1,5 @@
 {{ config(kind='input', parent='ordering_customers', edge='hypothesis', dimension='breadth',
-          owner='Acquisition & Retention', label='New customer signups',
+          owner='Acquisition & Retention', label='New customer signups', unit='count',
           dimensions=['region', 'platform']) }}
 select
     {{ period('signed_up_at') }} as period_start,

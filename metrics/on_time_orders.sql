@@ -3,6 +3,7 @@
     kind='north_star',
     label='On-time orders',
     owner='Leadership',
+    unit='count',
     formula='ordering_customers * orders_per_customer * on_time_rate',
     description='Orders placed in the period and delivered by the promised time.',
     dimensions=['region', 'platform'],

@@ -1,5 +1,5 @@
 {{ config(kind='input', parent='on_time_orders', edge='formula', dimension='efficiency',
-          owner='Logistics & Fulfillment', label='% of orders delivered on time', unit='ratio',
+          owner='Logistics & Fulfillment', label='% of orders delivered on time', unit='percent',
           target=0.92,
           dimensions=['region', 'platform']) }}
 select

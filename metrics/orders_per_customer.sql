@@ -1,5 +1,5 @@
 {{ config(kind='input', parent='on_time_orders', edge='formula', dimension='frequency',
-          owner='Engagement', label='Orders per ordering customer',
+          owner='Engagement', label='Orders per ordering customer', unit='number',
           dimensions=['region', 'platform']) }}
 select
     {{ period('placed_at') }} as period_start,

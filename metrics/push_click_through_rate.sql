@@ -1,5 +1,5 @@
 {{ config(kind='input', parent='orders_per_customer', edge='hypothesis', dimension='frequency',
-          owner='Engagement', label='Push click-through rate', unit='ratio',
+          owner='Engagement', label='Push click-through rate', unit='percent',
           dimensions=['region', 'platform']) }}
 select
     {{ period('occurred_at') }} as period_start,

@@ -1,5 +1,5 @@
 {{ config(kind='input', parent='items_per_order', edge='hypothesis', dimension='depth',
-          owner='Discovery & Merchandising', label='Search-to-add-to-cart rate', unit='ratio',
+          owner='Discovery & Merchandising', label='Search-to-add-to-cart rate', unit='percent',
           dimensions=['region', 'platform']) }}
 select
     {{ period('occurred_at') }} as period_start,

@@ -1,4 +1,4 @@
-{{ config(kind='counter', guard='on_time_orders', label='Support tickets per order',
+{{ config(kind='counter', guard='on_time_orders', label='Support tickets per order', unit='number',
           owner='Customer Experience', direction='lower_is_better',
           warn_change_pct=3, breach_change_pct=5, ceiling=0.08) }}
 with tickets as (

@@ -201,7 +201,7 @@ def ls(project: Any, select: tuple[str, ...], output: str, state_dir: str | None
 @cli.command()
 @_project_options
 @click.option("--grain", default=None, help="Grain to show (default: the project's first).")
-@click.option("--period", default=None, help="Period start (YYYY-MM-DD) to show (default: the latest).")
+@click.option("--period", default=None, help="Period start (YYYY-MM-DD) to show (default: the latest complete period).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown", "html"]), default="table",
               show_default=True)
 @click.option("--segment", default=None, help="Show one segment's tree, e.g. platform=ios (see dimensions.yml).")
@@ -231,14 +231,15 @@ def lint(project: Any, fmt: str) -> None:
 @_project_options
 @click.option("--format", "fmt", type=click.Choice(["rich", "mermaid", "dot", "svg"]), default="rich",
               show_default=True)
-@click.option("--grain", default=None, help="Grain whose latest values are shown (default: the project's first).")
+@click.option("--grain", default=None, help="Grain whose values are shown (default: the project's first).")
+@click.option("--period", default=None, help="Period start (YYYY-MM-DD); default: the latest complete period.")
 @click.option("--segment", default=None, help="The tree of one segment, e.g. platform=ios.")
-def tree(project: Any, fmt: str, grain: str | None, segment: str | None) -> None:
+def tree(project: Any, fmt: str, grain: str | None, period: str | None, segment: str | None) -> None:
     """Draw the metric tree: formula edges solid, hypothesis edges dotted, guardrails marked."""
     from northstar_pipeline.present.views import render_tree
 
     card = _segment_card(project, segment) if segment else None
-    click.echo(render_tree(project, fmt=fmt, grain=grain or project.grains[0].value, card=card))
+    click.echo(render_tree(project, fmt=fmt, grain=grain or project.grains[0].value, period=period, card=card))
 
 
 @cli.command()
@@ -258,7 +259,7 @@ def explain(project: Any, grain: str | None, period: str | None, fmt: str, segme
     tree = build_tree(api.compile_project(project))  # units and thresholds are in the definitions
     grain = grain or project.grains[0].value
     card = _segment_card(project, segment) if segment else api.read_scorecard(project)
-    text = explain_change(card, grain=grain, period=period, tree=tree)
+    text = explain_change(card, grain=grain, period=period, tree=tree, color=None).rstrip("\n")
     segments = read_segments(project) if not segment else None
     report = segment_report(card, segments, grain=grain, period=period, metric=metric, tree=tree) \
         if segments is not None else None
@@ -441,7 +442,12 @@ def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None, seg
 
     card = _segment_card(project, segment) if segment else api.read_scorecard(project)
     name = f"{project.name} · {segment}" if segment else project.name
-    click.echo(render_scorecard(card, grain=grain, fmt=fmt, period=period, project=name))
+    context = None
+    if fmt == "html":  # the page also shows hypothesis verdicts and the previous build's definitions
+        from northstar_pipeline.present.html import page_context
+
+        context = page_context(project)
+    click.echo(render_scorecard(card, grain=grain, fmt=fmt, period=period, project=name, context=context))
 
 
 def _segment_card(project: Any, segment: str) -> Any:

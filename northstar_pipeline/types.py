@@ -114,6 +114,9 @@ class Project:
     macros: tuple[TemplateFile, ...]
     target_dir: Path
     scorecard_path: Path
+    history_path: Path | None = None  # None: <target_dir>/history (build/history.py)
+    history_keep_days: int | None = None  # None: keep every build's scorecard
+    bi_path: Path | None = None  # None: <target_dir>/bi.duckdb (build/bi.py)
 
     @property
     def var_map(self) -> dict[str, Any]:

@@ -83,9 +83,11 @@ def test_svg_tree(built_demo) -> None:
     ns = {"s": "http://www.w3.org/2000/svg"}
     boxes = {g.get("data-metric"): g for g in svg.iterfind(".//s:g[@class='metric']", ns)}
     latest = card_rows(project, "SELECT metric, status FROM CARD WHERE grain = 'week' AND period_start = "
-                                "(SELECT max(period_start) FROM CARD WHERE grain = 'week')", {})
+                                "(SELECT max(period_start) FROM CARD WHERE grain = 'week' AND is_complete)", {})
     assert {m: boxes[m].get("data-status") for m, _ in latest} == dict(latest) and len(boxes) == len(latest)
-    edges = [e.get("class") for e in svg.iterfind(".//s:path", ns)]
+    edges = [e.get("class") for e in svg.iterfind(".//s:path", ns) if (e.get("class") or "").startswith("edge ")]
+    legend = [g.get("data-edge") for g in svg.iterfind(".//s:g[@class='legend-item']", ns)]
+    assert legend == ["formula", "hypothesis", "guardrail"]
     tree = build_tree(api.compile_project(project))
     assert len(edges) == len(tree.metrics) - 1 - len(tree.outcomes)  # into every metric but the North Star, outcomes
     assert edges.count("edge guardrail") == sum(m.kind.value == "counter" for m in tree.metrics)
@@ -106,7 +108,7 @@ def test_rich_tree(built_demo) -> None:
     assert re.search(r"┄┄ hypothesis \(r=[+-]\d\.\d\d, lag \d\)  ● Push click-through rate", text)
     assert "⛨ guards On-time orders  ● Support tickets per order" in text
     assert re.search(r"\b(green|yellow|red)\b", text)
-    assert "(partial: compared with the same span of the previous week)" in text
+    assert "(compared with the previous week); to date: week of " in text  # the complete week, the partial beside it
     coloured = render_tree(project, fmt="rich", grain="week", color=True)
     assert "\x1b[" in coloured
 
@@ -125,10 +127,12 @@ def test_tree_without_scorecard_and_bad_options(demo_project: Path) -> None:
 def test_scorecard_order_and_partial_period(built_demo, card) -> None:
     project, _ = built_demo
     rows = scorecard_rows(card, "week", None)
-    latest, complete = card_rows(project, "SELECT max(period_start), bool_and(is_complete) FROM CARD "
-                                          "WHERE grain = 'week' AND period_start = (SELECT max(period_start) FROM CARD "
-                                          "WHERE grain = 'week') GROUP BY ALL", {})[0]
-    assert not complete and {r["period_start"] for r in rows} == {latest}
+    complete_week, latest, complete = card_rows(
+        project, "SELECT max(period_start) FILTER (WHERE is_complete), max(period_start), "
+                 "bool_and(is_complete) FILTER (WHERE period_start = (SELECT max(period_start) FROM CARD "
+                 "WHERE grain = 'week')) FROM CARD WHERE grain = 'week'", {})[0]
+    # The default is the last complete week, never the partial one (every view opens on it).
+    assert not complete and latest > complete_week and {r["period_start"] for r in rows} == {complete_week}
     names = [r["metric"] for r in rows]
     assert names[0] == NSM and sorted(names) == metric_names(project)
     assert names.index(GUARD) == names.index(NSM) + 1  # right after the metric it guards
@@ -136,11 +140,17 @@ def test_scorecard_order_and_partial_period(built_demo, card) -> None:
         if row["kind"] == "input":
             assert names.index(row["parent"]) < names.index(row["metric"])
     table = render_scorecard(card, grain="week", fmt="table", color=False)
-    assert f"week of {latest} (partial: compared with the same span of the previous week)" in table
+    assert f"week of {complete_week} .. " in table
+    assert f"to date: week of {latest}, " in table and "(compared with the same span of the previous week)" in table
     assert table.index("On-time orders") < table.index("Support tickets per order") < table.index("Ordering customers")
-    nsm_value, nsm_prev = card_rows(project, "SELECT value, previous_value FROM CARD WHERE metric = $m AND grain = 'week' "
-                                             "AND period_start = $p", {"m": NSM, "p": latest})[0]
-    assert re.search(rf"On-time orders\s+{nsm_value:,.0f}\s+{nsm_prev:,.0f}", table)
+    nsm_value, nsm_prev, to_date = card_rows(
+        project, "SELECT c.value, c.previous_value, p.value FROM CARD c, CARD p WHERE c.metric = $m AND p.metric = $m "
+                 "AND c.grain = 'week' AND p.grain = 'week' AND c.period_start = $c AND p.period_start = $p",
+        {"m": NSM, "c": complete_week, "p": latest})[0]
+    # At 150 columns "previous" is the first column to go (report.DROP_ORDER); the to-date value stays.
+    assert re.search(rf"On-time orders\s+{nsm_value:,.0f}\s.*\s{to_date:,.0f} [+-]", table)
+    wide = render_scorecard(card, grain="week", fmt="table", color=False, width=220)
+    assert re.search(rf"On-time orders\s+{nsm_value:,.0f}\s+{nsm_prev:,.0f}\s", wide)
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown", "html"])
@@ -252,3 +262,31 @@ def test_cli_views(demo_project: Path, warehouse) -> None:
     assert card.stdout.startswith("**North Star scorecard**")
     bad = run_cli(demo_project, "scorecard", "--period", "1999-01-04")
     assert bad.returncode == 2 and "hint: weeks built:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# Terminal widths -------------------------------------------------------------------------------------
+
+def test_views_keep_to_a_100_column_terminal(built_demo, card) -> None:
+    """scorecard, tree and explain at 100 columns: no line longer, no label, owner or name split over two lines."""
+    project, _ = built_demo
+    names = card_rows(project, "SELECT DISTINCT metric, label, owner FROM CARD", {})
+    views = {
+        "scorecard": render_scorecard(card, grain="week", fmt="table", color=False, width=100),
+        "tree": render_tree(project, fmt="rich", grain="week", color=False, width=100),
+        "explain": explain_change(card, grain="week", width=100),
+    }
+    for view, text in views.items():
+        assert max(len(line) for line in text.splitlines()) <= 100, view
+        unwrapped = re.sub(r" *\n[ │├└─]*", " ", text)  # every line joined back: a split name reappears whole
+        for name in {n for row in names for n in row}:
+            assert text.count(name) == unwrapped.count(name), (view, name)
+        for metric, label, owner in names:
+            if view != "explain":  # explain names only what moved
+                assert label in text, (view, label)
+            if view == "tree":
+                assert metric in text and owner in text, (view, metric, owner)
+    # The table keeps value, change and status; it drops columns in the documented order, not names.
+    header = next(line for line in views["scorecard"].splitlines() if line.strip().startswith("metric"))
+    assert header.split() == ["metric", "value", "change", "target", "%", "status", "owner"]
+    coloured = explain_change(card, grain="week", color=True, width=100)
+    assert re.search(r"Status: \x1b\[[0-9;]+m(GREEN|YELLOW|RED)\x1b\[0m", coloured)  # coloured like scorecard's

@@ -12,46 +12,94 @@ the previous period, and the text says so.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 
 import pyarrow as pa
+from rich.console import Console
+from rich.text import Text
 
 from northstar_pipeline.present.formatting import (
+    export,
     format_change,
     format_pct,
     format_value,
     threshold_text,
 )
-from northstar_pipeline.present.rows import period_rows, period_title, tree_order
+from northstar_pipeline.present.rows import Review, period_title, review_rows, tree_order
 from northstar_pipeline.tree.tree import Tree
 
 MAX_HYPOTHESES = 5
 
 
-def explain_change(card: pa.Table, *, grain: str, period: str | None = None, tree: Tree | None = None) -> str:
+def explain_change(card: pa.Table, *, grain: str, period: str | None = None, tree: Tree | None = None,
+                   color: bool | None = False, width: int | None = None) -> str:
     """Explain the North Star's change in one ``grain`` period (default: the latest complete one).
 
-    ``tree`` (optional, from ``tree.build_tree``) adds units and counter-metric thresholds, which the
-    scorecard does not carry. An unknown grain or period raises UsageError.
+    ``tree`` (optional, from ``tree.build_tree``) adds counter-metric thresholds, which the scorecard
+    does not carry. ``color`` (None: stdout is a terminal) colours the statuses and, like ``width``,
+    wraps the lines at spaces to the terminal's width (or ``width``); without either the text is
+    plain, one line per statement. An unknown grain or period raises UsageError.
     """
-    rows = period_rows(card, grain, period, complete_only=period is None)
+    text, names = _explain(card, grain, period, tree)
+    if color is None:
+        color = Console().is_terminal
+    if not color and width is None:
+        return text
+    return _styled(text, names, color, width or Console().width)
+
+
+_STATUS_WORDS = {"green": r"\b(GREEN|green)\b", "yellow": r"\b(YELLOW|yellow)\b", "bold red": r"\b(RED|red)\b"}
+
+
+def _styled(text: str, names: set[str], color: bool, width: int) -> str:
+    """The same words wrapped to ``width`` at spaces, never inside a name, status words coloured as in ``scorecard``.
+
+    A label or owner ("Logistics & Fulfillment") is one unit: its spaces are no-break spaces while
+    textwrap (which breaks only at ASCII whitespace) wraps, continuation lines indented under the line.
+    """
+    protected = sorted((n for n in names if " " in n), key=len, reverse=True)
+    lines = []
+    for line in text.rstrip("\n").split("\n"):
+        for name in protected:
+            line = line.replace(name, name.replace(" ", NBSP))
+        indent = line[:len(line) - len(line.lstrip(" "))]
+        wrapped = textwrap.wrap(line, width=width, subsequent_indent=indent + "    ", break_long_words=False,
+                                break_on_hyphens=False) or [""]
+        lines += [w.replace(NBSP, " ") for w in wrapped]
+    rich_text = Text("\n".join(lines))
+    for style, pattern in _STATUS_WORDS.items():
+        rich_text.highlight_regex(pattern, style)
+    return "\n".join(x.rstrip() for x in export(rich_text, color=color, width=10_000).rstrip().split("\n")) + "\n"
+
+
+NBSP = "\u00a0"
+
+
+def _explain(card: pa.Table, grain: str, period: str | None, tree: Tree | None) -> tuple[str, set[str]]:
+    """The explanation as plain lines, and the names (labels, owners) a wrap must not split."""
+    review = review_rows(card, grain, period)  # the period every view opens on
+    rows = list(review.rows)
     ordered = [row for row, _ in tree_order(rows)]
-    units = {m.name: m.config.unit for m in tree.metrics} if tree else {}
+    units = {r["metric"]: r.get("unit") or "" for r in rows}
+    units.update({m.name: m.config.unit for m in tree.metrics} if tree else {})
     labels = {r["metric"]: r["label"] for r in rows}
     nsm = next((r for r in ordered if r["kind"] == "north_star"), None)
     lines = [f"Why the North Star moved · {period_title(rows)}", ""]
+    names = {n for r in rows for n in (r["label"], r.get("owner") or "", r["metric"]) if n}
     if nsm is None:
-        return "\n".join(lines + ["The scorecard has no North Star row for this period."]) + "\n"
+        return "\n".join(lines + ["The scorecard has no North Star row for this period."]) + "\n", names
     if not nsm["is_complete"]:
         lines += [f"This {grain} is not over yet: it is compared period-to-date, with the same elapsed span "
                   f"of the previous {grain}.", ""]
     lines += _north_star(nsm, units)
+    lines += _to_date(review, nsm, units)
     lines += _alarms(ordered)
     lines += _formula_inputs(ordered, nsm, units)
     lines += _deeper_inputs(ordered, nsm, labels, units)
     lines += _hypotheses(ordered, labels, units, grain)
     lines += _guardrails(ordered, labels, units, tree)
-    return "\n".join(lines).rstrip() + "\n"
+    return "\n".join(lines).rstrip() + "\n", names
 
 
 def _north_star(nsm: Mapping, units: Mapping[str, str]) -> list[str]:
@@ -61,7 +109,22 @@ def _north_star(nsm: Mapping, units: Mapping[str, str]) -> list[str]:
     if nsm["previous_value"] is None or nsm["change"] is None:
         return [f"{nsm['label']} was {value}; there is no previous {nsm['grain']} to compare with.{status}", ""]
     return [f"{nsm['label']} (North Star) {_verb(nsm['change'])} from {previous} to {value}: "
-            f"{format_change(nsm['change'])} ({format_pct(nsm['change_pct'])}).{status}", ""]
+            f"{format_change(nsm['change'], unit)} ({format_pct(nsm['change_pct'])}).{status}", ""]
+
+
+def _to_date(review: Review, nsm: Mapping, units: Mapping[str, str]) -> list[str]:
+    """The current partial period beside the complete one: so far, vs the same span before, pace to target."""
+    row = review.to_date.get(nsm["metric"])
+    if not row:
+        return []
+    unit = units.get(nsm["metric"], "")
+    elapsed = f", {row['elapsed']:.0%} elapsed" if row.get("elapsed") is not None else ""
+    line = (f"So far this {row['grain']} (from {row['period_start']}{elapsed}): "
+            f"{format_value(row['value'], unit)} vs {format_value(row['previous_value'], unit)} in the same span "
+            f"of the previous {row['grain']} ({format_pct(row['change_pct'])})")
+    if row.get("pace_pct") is not None:
+        line += f"; on pace for {format_pct(row['pace_pct'], signed=False)} of the {row['grain']}'s target"
+    return [line + ".", ""]
 
 
 def _alarms(rows: list[Mapping]) -> list[str]:

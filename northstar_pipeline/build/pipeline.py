@@ -19,11 +19,13 @@ if TYPE_CHECKING:
 import duckdb
 
 from northstar_pipeline.build import compiling
+from northstar_pipeline.build.bi import publish_bi
 from northstar_pipeline.build.cache import CompileCache
 from northstar_pipeline.build.datatests import TestRun, prepare_tests, store_failures
 from northstar_pipeline.build.lock import project_lock
 from northstar_pipeline.build.plan import Plan, Selector, descendants, plan_layers
 from northstar_pipeline.build.orphans import clean_orphans
+from northstar_pipeline.build.history import append_history
 from northstar_pipeline.build.publish import (
     SCORECARD_TABLE,
     VALIDATION_TABLE,
@@ -173,6 +175,8 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
             write_table(con, SCORECARD_TABLE, project.scorecard_path)
             write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
             publish_segments(con, project, segment_rows)
+            append_history(project, run_id, built_at)  # the record of what this build reported
+            publish_bi(project)  # views for BI tools over what was just published
     except NorthstarError as error:
         if not committed:
             if isinstance(error, FormulaError):

@@ -369,7 +369,7 @@ def _build_config(template: TemplateFile, configs: list[tuple[dict[str, Any], in
         threshold=threshold,
         formula=str(kwargs["formula"]) if kwargs.get("formula") else None,
         target=_number(kwargs.get("target"), "target", template, line),
-        unit=str(kwargs.get("unit", "")),
+        unit=_unit(kwargs.get("unit", ""), template, line),
         description=str(kwargs.get("description", "")),
         tags=_strings(kwargs.get("tags", ())),
         lint_ignore=tuple((str(k), str(v)) for k, v in ignore.items()),
@@ -401,6 +401,22 @@ def _number(value: Any, key: str, template: TemplateFile, line: int) -> float | 
         return float(value)
     except (TypeError, ValueError):
         raise RenderError(f"{key} must be a number, got {value!r}", path=template.relpath, line=line) from None
+
+
+# How a metric's numbers read (present/formatting.py); 'ratio' is the old name of 'percent'.
+UNITS = ("count", "number", "percent", "ratio", "currency", "seconds", "minutes", "hours", "days")
+
+
+def _unit(value: Any, template: TemplateFile, line: int) -> str:
+    """A known unit, or currency:XYZ with an ISO 4217 code; '' (none) reads as a plain number."""
+    unit = str(value or "")
+    code = unit.partition(":")[2] if unit.startswith("currency:") else None
+    if unit == "" or unit in UNITS or (code is not None and len(code) == 3 and code.isalpha() and code.isupper()):
+        return unit
+    close = get_close_matches(unit, UNITS, n=1)
+    raise RenderError(f"unit={unit!r} is not a known unit", path=template.relpath, line=line,
+                      hint=(f"did you mean '{close[0]}'? " if close else "")
+                      + f"units: {', '.join(UNITS)}, or currency:EUR (an ISO 4217 code)")
 
 
 def _strings(value: Any) -> tuple[str, ...]:

@@ -49,26 +49,62 @@ def export(renderable: object, *, color: bool, width: int | None = None) -> str:
 
 
 
-def format_value(value: float | int | None, unit: str = "") -> str:
-    """1,234 for big or whole numbers, 4 significant digits otherwise; 42.8% for a 'ratio' unit."""
+# Units (config ``unit=``): how a metric's numbers read in every view. 'ratio' is the old name of
+# 'percent' (a fraction shown as a percentage); '' is a plain number. build/render.py checks the names.
+PERCENT_UNITS = ("percent", "ratio")
+DURATION_UNITS = {"seconds": "s", "minutes": "min", "hours": "h", "days": "d"}
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "\u20ac", "GBP": "\u00a3"}
+
+
+def format_value(value: float | int | None, unit: str | None = "") -> str:
+    """One number as every view shows it, by the metric's unit.
+
+    count: 1,234 · percent (or ratio): 42.8% · currency[:EUR]: EUR 1,234.50 or $1,234.50 ·
+    minutes, seconds, hours, days: 4.25 min · number or none: 1,234 for big or whole numbers, 4
+    significant digits otherwise.
+    """
     if value is None:
         return "-"
-    if unit == "ratio":
+    unit = unit or ""
+    if unit in PERCENT_UNITS:
         return f"{value:.1%}"
+    if unit == "count":
+        return f"{value:,.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:,.1f}"
+    if unit == "currency" or unit.startswith("currency:"):
+        code = unit.partition(":")[2]
+        text = f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:,.2f}"
+        symbol = CURRENCY_SYMBOLS.get(code)
+        return (f"-{symbol}{text[1:]}" if text.startswith("-") else f"{symbol}{text}") if symbol else (
+            f"{code} {text}" if code else text)
+    text = _plain(value)
+    if unit in DURATION_UNITS:
+        return f"{text} {DURATION_UNITS[unit]}"
+    return f"{text} {unit}" if unit and unit != "number" else text
+
+
+def _plain(value: float | int) -> str:
     if isinstance(value, float) and value.is_integer() or isinstance(value, int):
-        text = f"{int(value):,}"
-    elif abs(value) >= 1000:
-        text = f"{value:,.0f}"
-    else:
-        text = f"{value:.4g}"
-    return f"{text} {unit}" if unit else text
+        return f"{int(value):,}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
 
 
-def format_change(value: float | None) -> str:
-    """A signed amount: -1,191 (whole units from 10 up), -4.25 below."""
+def format_change(value: float | None, unit: str | None = "") -> str:
+    """A signed amount in the metric's unit: -1,191 (whole units from 10 up), -4.25 below; +1.2 pp for a percent."""
     if value is None:
         return "-"
-    return f"{value:+,.0f}" if abs(value) >= 10 else f"{value:+.3g}"
+    unit = unit or ""
+    if unit in PERCENT_UNITS:
+        return f"{value * 100:+.1f} pp"
+    text = f"{value:+,.0f}" if abs(value) >= 10 else f"{value:+.3g}"
+    if unit in DURATION_UNITS:
+        return f"{text} {DURATION_UNITS[unit]}"
+    if unit == "currency" or unit.startswith("currency:"):
+        code = unit.partition(":")[2]
+        symbol = CURRENCY_SYMBOLS.get(code)
+        return f"{text[0]}{symbol}{text[1:]}" if symbol else (f"{text} {code}" if code else text)
+    return text
 
 
 def format_pct(value: float | None, *, signed: bool = True) -> str:

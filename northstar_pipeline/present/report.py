@@ -3,8 +3,9 @@
 North Star first, inputs indented under their parent (formula children before hypothesis
 children, then by dimension: breadth, depth, frequency, efficiency), each counter-metric right
 after the metric it guards. Values, comparisons and statuses are the scorecard's own; nothing
-is recomputed here. A partial period says so in the title: it is compared with the same
-elapsed span of the previous period, never with a full one.
+is recomputed here. Every view opens on the same period (``rows.choose_period``: the last complete
+one); the current partial period is shown beside it "to date": its value so far, compared with the
+same elapsed span of the previous period, never with a full one, and its pace toward the target.
 
 Formats: ``table`` (rich; status coloured on a terminal, a word otherwise), ``json``, ``csv``,
 ``markdown`` (a GitHub table fit for a pull-request comment) and ``html`` (one self-contained page).
@@ -30,6 +31,7 @@ from rich.text import Text
 from northstar_pipeline.errors import UsageError
 from northstar_pipeline.present.formatting import (
     STATUS_EMOJI,
+    TABLE_WIDTH,
     export,
     format_pct,
     format_value,
@@ -38,36 +40,54 @@ from northstar_pipeline.present.formatting import (
     status_word,
     tree_label,
 )
-from northstar_pipeline.present.rows import period_title, scorecard_rows
+from northstar_pipeline.present.rows import Review, period_title, review_rows
 
 FORMATS = ("table", "json", "csv", "markdown", "html")
 EXPORT_COLUMNS = (
     "metric", "label", "kind", "level", "depth", "parent", "edge", "owner", "dimension", "direction", "grain",
     "period_start", "period_end", "is_complete", "comparison", "value", "previous_value", "change", "change_pct",
     "target", "target_pct", "status", "status_basis", "guardrail_breached", "contribution", "contribution_to_nsm",
-    "correlation", "correlation_lag", "sparkline",
+    "correlation", "correlation_lag", "sparkline", "unit",
+    "to_date_period_start", "to_date_value", "to_date_previous_value", "to_date_change_pct", "to_date_pace_pct",
 )
+# At a narrow terminal, columns go in this order until the table fits (docs/scorecard.md, "The table at
+# a terminal's width"); "owner:short" keeps an owner's first word. No cell wraps: a name is never cut.
+DROP_ORDER = ("previous", "trend", "owner:short", "to date", "owner", "target %")
 
 
 def render_scorecard(card: pa.Table, *, grain: str, fmt: str = "table", period: str | None = None,
-                     color: bool | None = None, project: str | None = None) -> str:
-    """The review table as text; ``color`` (default: stdout is a terminal) keeps ANSI colours in ``table``."""
+                     color: bool | None = None, project: str | None = None, width: int | None = None,
+                     context: object | None = None) -> str:
+    """The review table as text; ``color`` (default: stdout is a terminal) keeps ANSI colours in ``table``.
+
+    ``width``: the table's width (default: the terminal's, or a fixed 150 off a terminal). ``context``
+    (html only): ``html.PageContext`` read from the project (hypothesis verdicts, earlier builds).
+    """
     if fmt not in FORMATS:
         raise UsageError(f"unknown scorecard format '{fmt}'", hint=f"formats: {', '.join(FORMATS)}")
-    rows = scorecard_rows(card, grain, period)
+    review = review_rows(card, grain, period)
+    rows = [{**r, **_to_date_fields(review.to_date.get(r["metric"]))} for r in review.rows]
     if fmt == "json":
         return json.dumps([_export(r) for r in rows], indent=2)
     if fmt == "csv":
         return _csv(rows)
     if fmt == "markdown":
-        return _markdown(rows)
+        return _markdown(rows, review)
     if fmt == "html":
         from northstar_pipeline.present.html import (
             render_html,  # jinja2 is only needed for this format
         )
 
-        return render_html(rows, project=project)
-    return _table(rows, Console().is_terminal if color is None else color)
+        return render_html(review, card=card, project=project, context=context)
+    return _table(rows, review, Console().is_terminal if color is None else color, width)
+
+
+def _to_date_fields(row: Mapping | None) -> dict:
+    if not row:
+        return {}
+    return {"to_date_period_start": row["period_start"], "to_date_value": row["value"],
+            "to_date_previous_value": row["previous_value"], "to_date_change_pct": row["change_pct"],
+            "to_date_pace_pct": row["pace_pct"]}
 
 
 def _export(row: Mapping) -> dict:
@@ -89,18 +109,23 @@ def _csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def _markdown(rows: list[dict]) -> str:
-    lines = [f"**North Star scorecard** · {period_title(rows)}", "",
+def _markdown(rows: list[dict], review: Review) -> str:
+    lines = [f"**North Star scorecard** · {period_title(rows)}", ""]
+    if review.to_date:
+        lines += [f"_{review.to_date_title}_", ""]
+    lines += [
              "| Metric | Value | Previous | Change | Target % | Status | Trend | Owner |",
              "|:---|---:|---:|---:|---:|:---|:---|:---|"]
     for row in rows:
+        unit = row.get("unit")
         indent = "&nbsp;&nbsp;&nbsp;&nbsp;" * max(row["depth"] - 1, 0) + ("↳ " if row["depth"] else "")
         if row["kind"] == "counter":
             indent = "⛨ "
         name = f"{indent}{_md(row['label'])}" + (" **(North Star)**" if row["kind"] == "north_star" else "")
         status = row["status"]
         cells = [
-            name, format_value(row["value"]), format_value(row["previous_value"]), format_pct(row["change_pct"]),
+            name, format_value(row["value"], unit), format_value(row["previous_value"], unit),
+            format_pct(row["change_pct"]),
             format_pct(row["target_pct"], signed=False),
             f"{STATUS_EMOJI[status]} {status_word(row)}" if status else "-",
             sparkline(row["sparkline"]) or "-", _md(row["owner"] or "-"),
@@ -113,15 +138,61 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _table(rows: list[dict], color: bool) -> str:
-    table = Table(title=f"North Star scorecard · {period_title(rows)}", box=box.SIMPLE_HEAVY, title_justify="left")
-    for column, justify in (("metric", "left"), ("value", "right"), ("previous", "right"), ("change", "right"),
-                            ("target %", "right"), ("status", "left"), ("trend", "left"), ("owner", "left")):
-        table.add_column(column, justify=justify, no_wrap=column in ("value", "previous", "change", "trend"))  # type: ignore[arg-type]
+_COLUMNS = (("metric", "left"), ("value", "right"), ("previous", "right"), ("change", "right"),
+            ("target %", "right"), ("status", "left"), ("to date", "right"), ("trend", "left"), ("owner", "left"))
+
+
+def _table(rows: list[dict], review: Review, color: bool, width: int | None = None) -> str:
+    """The table at the console's width: columns in DROP_ORDER go until it fits, no cell wraps."""
+    width = width or (Console().width if color else TABLE_WIDTH)
+    columns = [c for c in _COLUMNS if c[0] != "to date" or review.to_date]
+    table = _build_table(rows, review, columns, color)
+    short_owner = False
+    for drop in DROP_ORDER:
+        if _measure(table) <= width:
+            break
+        if drop == "owner:short":
+            short_owner = True
+        else:
+            columns = [c for c in columns if c[0] != drop]
+        table = _build_table(rows, review, columns, color, short_owner)
+    return export(table, color=color, width=width)
+
+
+def _build_table(rows: list[dict], review: Review, columns: list[tuple[str, str]], color: bool,
+                 short_owner: bool = False) -> Table:
+    title = f"North Star scorecard · {period_title(rows)}"
+    table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left",
+                  caption=review.to_date_title or None, caption_justify="left")
+    for column, justify in columns:
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in rows:
-        table.add_row(Text(tree_label(row)), format_value(row["value"]), format_value(row["previous_value"]),
-                      format_pct(row["change_pct"]), format_pct(row["target_pct"], signed=False),
-                      status_text(row, color), sparkline(row["sparkline"]), row["owner"] or "")
-    return export(table, color=color)
+        unit = row.get("unit")
+        cells = {
+            "metric": Text(tree_label(row)), "value": format_value(row["value"], unit),
+            "previous": format_value(row["previous_value"], unit), "change": format_pct(row["change_pct"]),
+            "target %": format_pct(row["target_pct"], signed=False), "status": status_text(row, color),
+            "to date": _to_date_cell(review.to_date.get(row["metric"])), "trend": sparkline(row["sparkline"]),
+            "owner": _short(row["owner"]) if short_owner else row["owner"] or "",
+        }
+        table.add_row(*(cells[c] for c, _ in columns))
+    return table
+
+
+def _to_date_cell(row: Mapping | None) -> str:
+    if not row:
+        return "-"
+    return f"{format_value(row['value'], row.get('unit'))} {format_pct(row['change_pct'])}"
+
+
+def _short(owner: str | None) -> str:
+    """'Logistics & Fulfillment' -> 'Logistics': the first word names the team well enough in a narrow table."""
+    return (owner or "").split(" ")[0]
+
+
+def _measure(table: Table) -> int:
+    """The table's natural width (every cell on one line)."""
+    console = Console(file=io.StringIO(), width=10_000)
+    return console.measure(table).maximum
 
 

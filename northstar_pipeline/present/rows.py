@@ -1,9 +1,15 @@
-"""Which scorecard rows a view shows: one grain and period, in tree order."""
+"""Which scorecard rows a view shows: one grain and period, in tree order.
+
+One period, one story: every view (scorecard table and exports, tree, explain, the HTML page)
+opens on the same default period, the last complete one, chosen here by ``choose_period``; the
+current partial period is shown beside it as "to date" (``review_rows``), never instead of it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 
 import pyarrow as pa
 
@@ -11,8 +17,75 @@ from northstar_pipeline.errors import UsageError
 from northstar_pipeline.project.connection import connect_confined
 
 
+@dataclass(frozen=True, slots=True)
+class Review:
+    """What a view shows: one period of one grain in tree order, and the current partial period beside it.
+
+    ``to_date`` maps each metric to its row of the partial period (with ``elapsed``, ``projected`` and
+    ``pace_pct`` added, see ``pace``) when the chosen period is the default one (the last complete one)
+    and a partial period follows it; else it is empty.
+    """
+
+    grain: str
+    rows: tuple[dict, ...]
+    to_date: Mapping[str, dict] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return period_title(self.rows)
+
+    @property
+    def to_date_title(self) -> str:
+        return to_date_title(next(iter(self.to_date.values()), None))
+
+
+def review_rows(card: pa.Table, grain: str, period: str | None = None) -> Review:
+    """The rows every view shows: ``period`` (default: ``choose_period``'s) plus the partial period to date."""
+    rows = scorecard_rows(card, grain, period)
+    to_date: dict[str, dict] = {}
+    default = scorecard_rows(card, grain, None) if period is not None else rows
+    # Beside the default period only: next to an August week, this week's progress would be noise.
+    if rows and rows[0]["is_complete"] and default and rows[0]["period_start"] == default[0]["period_start"]:
+        latest = period_rows(card, grain, "latest")
+        if latest and not latest[0]["is_complete"]:
+            to_date = {r["metric"]: {**r, **pace(r)} for r in latest}
+    return Review(grain, tuple(rows), to_date)
+
+
+def pace(row: Mapping) -> dict:
+    """How far a partial period is, and its pace toward the full period's target.
+
+    ``elapsed``: the share of the period up to the as-of time. ``projected``: the full period's value at
+    the current rate, for an additive metric (a count: no denominator, not a percent); a ratio's value
+    so far is its pace. ``pace_pct``: projected / target.
+    """
+    start, end, as_of = row.get("period_start"), row.get("period_end"), row.get("as_of")
+    elapsed = None
+    if isinstance(start, date) and isinstance(end, date) and isinstance(as_of, datetime):
+        span = (datetime.combine(end + timedelta(days=1), datetime.min.time())
+                - datetime.combine(start, datetime.min.time())).total_seconds()
+        done = (as_of - datetime.combine(start, datetime.min.time())).total_seconds()
+        elapsed = min(max(done / span, 0.0), 1.0) if span > 0 else None
+    value, target = row.get("value"), row.get("target")
+    additive = row.get("denominator") is None and (row.get("unit") or "") not in ("percent", "ratio")
+    projected = None
+    if value is not None:
+        projected = (value / elapsed if elapsed else None) if additive else value
+    pace_pct = projected / target if projected is not None and target else None
+    return {"elapsed": elapsed, "projected": projected, "pace_pct": pace_pct}
+
+
+def to_date_title(row: Mapping | None) -> str:
+    """'to date: week of 2026-11-16, 43% elapsed (compared with the same span of the previous week)'."""
+    if not row:
+        return ""
+    elapsed = f", {row['elapsed']:.0%} elapsed" if row.get("elapsed") is not None else ""
+    return (f"to date: {row['grain']} of {row['period_start']}{elapsed} "
+            f"(compared with the same span of the previous {row['grain']})")
+
+
 def scorecard_rows(card: pa.Table, grain: str, period: str | None) -> list[dict]:
-    """The scorecard rows of one grain and period (default: the latest, partial included) in tree order.
+    """The scorecard rows of one grain and period (default: the last complete one) in tree order.
 
     Each row is the scorecard's row as a dict plus ``depth`` (0 for the North Star; a counter-metric
     takes the depth of the metric it guards).
@@ -30,8 +103,9 @@ FROM card WHERE grain = $grain GROUP BY period_start ORDER BY period_start
 def period_rows(card: pa.Table, grain: str, period: str | None, *, complete_only: bool = False) -> list[dict]:
     """The scorecard rows of one grain and period as dicts (scorecard order).
 
-    ``period`` is a period start (YYYY-MM-DD); without it, the latest period (or the latest complete
-    one with ``complete_only``). An unknown grain or period is a UsageError whose hint names what exists.
+    ``period`` is a period start (YYYY-MM-DD), or 'latest' (partial included); without it, the
+    ``choose_period`` default (``complete_only``: raise when no period is complete). An unknown grain or
+    period is a UsageError whose hint names what exists.
     """
     con = connect_confined()  # the scorecard is registered from memory: no file is read
     try:
@@ -49,13 +123,23 @@ def period_rows(card: pa.Table, grain: str, period: str | None, *, complete_only
         con.close()
 
 
+def choose_period(periods: Sequence[tuple]) -> date:
+    """THE default period of every view: the last complete one; before any is complete, the partial one.
+
+    ``periods``: (period_start, period_end, is_complete) in order.
+    """
+    complete = [p for p in periods if p[2]]
+    return (complete or list(periods))[-1][0]
+
+
 def _choose_period(periods: list[tuple], grain: str, period: str | None, complete_only: bool) -> date:
-    if period is None:
-        candidates = [p for p in periods if p[2]] if complete_only else periods
-        if not candidates:
+    if period is None or period == "latest":
+        if complete_only and not any(p[2] for p in periods):
             raise UsageError(f"the scorecard has no complete {grain} yet",
                              hint="build again once a full period of data has landed")
-        return candidates[-1][0]
+        if not periods:
+            raise UsageError(f"the scorecard has no {grain} rows", hint="run northstar build")
+        return periods[-1][0] if period == "latest" else choose_period(periods)
     try:
         wanted = date.fromisoformat(period)
     except ValueError:

@@ -1,8 +1,10 @@
 """The metric tree as a standalone SVG picture: boxes coloured by status, edges in the framework's notation.
 
 Formula edges are solid, hypothesis edges dotted, a counter-metric hangs from what it guards
-by a thick red edge. The layout is a plain tidy tree: leaves side by side in review order
-(``report.tree_order``), each parent centred over its children, one row per depth.
+by a thick red edge; a legend under the tree says so. The layout is a plain tidy tree: leaves
+side by side in review order (``report.tree_order``), each parent centred over its children, one
+row per depth. A long label wraps onto a second line at a space rather than being cut, and the
+North Star's star is a path, not a glyph a font may lack.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from html import escape
 
 from northstar_pipeline.present.formatting import format_pct, format_value, status_word
 
-BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 224, 66, 20, 56, 16
+BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 224, 82, 20, 56, 16
+LEGEND_H = 30
 FILL = {"green": "#dafbe1", "yellow": "#fff8c5", "red": "#ffebe9"}
 STROKE = {"green": "#1a7f37", "yellow": "#9a6700", "red": "#cf222e"}
 NO_FILL, NO_STROKE = "#f6f8fa", "#8c959f"
 MAX_LABEL, MAX_NOTE = 30, 38  # characters that fit a box at 12 px and 11 px
+STAR = "M0,-6 L1.8,-2 6,-1.8 2.8,1.1 3.7,5.5 0,3.2 -3.7,5.5 -2.8,1.1 -6,-1.8 -1.8,-2 Z"
 
 
 def render_svg(rows: Sequence[Mapping], title: str = "") -> str:
@@ -54,8 +58,10 @@ def render_svg(rows: Sequence[Mapping], title: str = "") -> str:
     for root in roots:
         place(root, 0)
     width = int(2 * MARGIN + max(next_slot, 1) * (BOX_W + GAP_X) - GAP_X)
+    width = max(width, 2 * MARGIN + 3 * 250)  # room for the legend
     top = MARGIN + (28 if title else 0)
-    height = int(top + (max(depth.values(), default=0) + 1) * (BOX_H + GAP_Y) - GAP_Y + MARGIN)
+    tree_bottom = top + (max(depth.values(), default=0) + 1) * (BOX_H + GAP_Y) - GAP_Y
+    height = int(tree_bottom + MARGIN + LEGEND_H)
 
     def corner(name: str) -> tuple[float, float]:
         return MARGIN + slots[name] * (BOX_W + GAP_X), top + depth[name] * (BOX_H + GAP_Y)
@@ -75,6 +81,7 @@ def render_svg(rows: Sequence[Mapping], title: str = "") -> str:
                          f'fill="none" {_edge_style(by_name[kid])}/>')
     for name in names:
         parts.append(_box(by_name[name], *corner(name)))
+    parts.append(_legend(MARGIN, tree_bottom + MARGIN + 12))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -95,21 +102,51 @@ def _box(row: Mapping, x: float, y: float) -> str:
     status = row.get("status")
     fill, stroke = FILL.get(status or "", NO_FILL), STROKE.get(status or "", NO_STROKE)
     width = 3 if row["kind"] == "north_star" else 1.5
-    label = _fit(row["label"], MAX_LABEL)
-    marker = "★ " if row["kind"] == "north_star" else ""  # a counter-metric is marked by its dashed red edge
+    lines = _wrap(row["label"], MAX_LABEL)
     line2 = (f"{format_value(row.get('value'), row.get('unit') or '')} · {format_pct(row.get('change_pct'))}"
              if "value" in row else "not built yet")
     line3 = _fit(" · ".join(p for p in (status_word(row) if status else "", row.get("owner") or "") if p), MAX_NOTE)
     dash = ' stroke-dasharray="6 3"' if row["kind"] == "counter" else ""
     cx = x + BOX_W / 2
+    label_y = y + (18 if len(lines) == 2 else 24)
+    label = "".join(f'<tspan x="{cx:.0f}" dy="{0 if i == 0 else 14}">{escape(text)}</tspan>'
+                    for i, text in enumerate(lines))
+    star = (f'<path class="star" d="{STAR}" transform="translate({x + 14:.0f},{y + 14:.0f})" fill="#1f2328"/>'
+            if row["kind"] == "north_star" else "")
     return (f'<g class="metric" data-metric="{escape(row["metric"])}" data-status="{escape(status or "")}">'
             f'<title>{escape(row["label"])}</title>'
             f'<rect x="{x:.0f}" y="{y:.0f}" width="{BOX_W}" height="{BOX_H}" rx="8" fill="{fill}" '
-            f'stroke="{stroke}" stroke-width="{width}"{dash}/>'
-            f'<text x="{cx:.0f}" y="{y + 20:.0f}" text-anchor="middle" font-weight="600">{escape(marker + label)}</text>'
-            f'<text x="{cx:.0f}" y="{y + 38:.0f}" text-anchor="middle">{escape(line2)}</text>'
-            f'<text x="{cx:.0f}" y="{y + 55:.0f}" text-anchor="middle" fill="#59636e" font-size="11">'
+            f'stroke="{stroke}" stroke-width="{width}"{dash}/>{star}'
+            f'<text x="{cx:.0f}" y="{label_y:.0f}" text-anchor="middle" font-weight="600">{label}</text>'
+            f'<text x="{cx:.0f}" y="{y + 54:.0f}" text-anchor="middle">{escape(line2)}</text>'
+            f'<text x="{cx:.0f}" y="{y + 71:.0f}" text-anchor="middle" fill="#59636e" font-size="11">'
             f'{escape(line3)}</text></g>')
+
+
+def _legend(x: float, y: float) -> str:
+    """Solid formula, dotted hypothesis, thick red guardrail: the same strokes as the edges."""
+    items = [("formula", "formula (proven arithmetic)"), ("hypothesis", "hypothesis (tested by correlation)"),
+             ("guardrail", "guardrail (counter-metric)")]
+    parts = ['<g class="legend">']
+    for i, (edge, text) in enumerate(items):
+        left = x + i * 250
+        style = {"formula": 'stroke="#57606a" stroke-width="1.5"',
+                 "hypothesis": 'stroke="#57606a" stroke-width="1.5" stroke-dasharray="5 4"',
+                 "guardrail": 'stroke="#cf222e" stroke-width="3"'}[edge]
+        parts.append(f'<g class="legend-item" data-edge="{edge}"><path d="M{left:.0f},{y:.0f} h30" {style}/>'
+                     f'<text x="{left + 38:.0f}" y="{y + 4:.0f}" font-size="12">{escape(text)}</text></g>')
+    parts.append("</g>")
+    return "".join(parts)
+
+
+def _wrap(text: str, limit: int) -> list[str]:
+    """One or two lines broken at a space; only a second line still too long is shortened."""
+    if len(text) <= limit:
+        return [text]
+    cut = text.rfind(" ", 0, limit + 1)
+    if cut <= 0:
+        return [_fit(text, limit)]
+    return [text[:cut], _fit(text[cut + 1:], limit)]
 
 
 def _fit(text: str, limit: int) -> str:

@@ -41,7 +41,7 @@ from northstar_pipeline.present.formatting import (
     status_word,
     threshold_text,
 )
-from northstar_pipeline.present.rows import period_rows, period_title, tree_order
+from northstar_pipeline.present.rows import period_title, review_rows, tree_order
 from northstar_pipeline.tree.tree import Tree, TreeMetric, build_tree
 from northstar_pipeline.types import MetricKind, Project
 
@@ -73,10 +73,13 @@ class _Node:
         return self.row.get("status") if self.row else None
 
 
-def render_tree(project: Project, *, fmt: str, grain: str, color: bool | None = None, card: pa.Table | None = None) -> str:
-    """The project's metric tree as text in ``fmt`` (rich|mermaid|dot), with the latest ``grain`` values.
+def render_tree(project: Project, *, fmt: str, grain: str, color: bool | None = None, period: str | None = None,
+                width: int | None = None, card: pa.Table | None = None) -> str:
+    """The project's metric tree as text in ``fmt`` (rich|mermaid|dot|svg), with one ``grain`` period's values.
 
-    ``color`` (rich only; default: stdout is a terminal) keeps ANSI colours.
+    ``period``: default the one every view opens on (``rows.choose_period``: the last complete one).
+    ``color`` (rich only; default: stdout is a terminal) keeps ANSI colours; ``width`` (rich): wrap to
+    it (default: the terminal's; a fixed 200 off a terminal).
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown tree format '{fmt}'", hint=f"formats: {', '.join(FORMATS)}")
@@ -86,16 +89,19 @@ def render_tree(project: Project, *, fmt: str, grain: str, color: bool | None = 
     tree = build_tree(pipeline.compile_project(project))
     if card is None and project.scorecard_path.is_file():
         card = pipeline.read_scorecard(project)  # else: a given card, e.g. one segment's (analysis/segments.py)
-    rows = period_rows(card, grain, None) if card is not None else []
+    review = review_rows(card, grain, period) if card is not None else None
+    rows = list(review.rows) if review else []
     nodes = _nodes(tree, rows)
     title = period_title(rows) if rows else f"no scorecard yet for {grain}: run 'northstar build' for values"
+    if review and review.to_date:
+        title += f"; {review.to_date_title}"
     if fmt == "mermaid":
         return _mermaid(nodes, title)
     if fmt == "dot":
         return _dot(nodes, title)
     if fmt == "svg":
         return _svg(nodes, title)
-    return _rich(nodes, title, Console().is_terminal if color is None else color)
+    return _rich(nodes, title, Console().is_terminal if color is None else color, width)
 
 
 def _nodes(tree: Tree, rows: list[dict]) -> list[_Node]:
@@ -137,28 +143,36 @@ def _hypothesis_note(node: _Node) -> str:
 
 # rich ------------------------------------------------------------------------------------------------
 
-def _rich(nodes: list[_Node], title: str, color: bool) -> str:
+WIDE_TREE = 160  # from this width each metric is one line; below it three (name, numbers, owner)
+
+
+def _rich(nodes: list[_Node], title: str, color: bool, width: int | None = None) -> str:
+    width = width or (Console().width if color else TREE_WIDTH)
+    stacked = width < WIDE_TREE  # a narrow terminal: short lines, so no name is wrapped in two
     trees = []
     for root in _roots(nodes):
-        rich_tree = RichTree(_rich_label(root, nodes))
-        _rich_branch(rich_tree, root, nodes)
+        rich_tree = RichTree(_rich_label(root, nodes, stacked))
+        _rich_branch(rich_tree, root, nodes, stacked)
         trees.append(rich_tree)
     legend = Text("━━ formula: solid line, proven arithmetic   ┄┄ hypothesis: dotted line, tested by lagged "
                   "correlation   ⛨ guardrail: counter-metric beside what it guards", style="dim")
     group = Group(Text(f"Metric tree · {title}", style="bold"), *trees, legend)
-    return export(group, color=color, width=None if color else TREE_WIDTH)
+    return export(group, color=color, width=width)
 
 
-def _rich_branch(branch: RichTree, parent: _Node, nodes: list[_Node]) -> None:
+def _rich_branch(branch: RichTree, parent: _Node, nodes: list[_Node], stacked: bool = False) -> None:
     for counter in _guards(nodes, parent):
-        branch.add(_rich_label(counter, nodes))
+        branch.add(_rich_label(counter, nodes, stacked))
     for child in _children(nodes, parent):
-        _rich_branch(branch.add(_rich_label(child, nodes)), child, nodes)
+        _rich_branch(branch.add(_rich_label(child, nodes, stacked)), child, nodes, stacked)
 
 
-def _rich_label(node: _Node, nodes: list[_Node]) -> Text:
+def _rich_label(node: _Node, nodes: list[_Node], stacked: bool = False) -> Text:
+    """One line per metric; ``stacked``: the name, then its numbers, then its owner, each on its own line."""
     config = node.metric.config
     text = Text()
+    gap = "\n" if stacked else "  "
+    hypothesis = config.edge is not None and config.edge.value == "hypothesis" and node.metric.kind is MetricKind.INPUT
     if node.metric.kind is MetricKind.NORTH_STAR:
         text.append("★ North Star  ", style="bold")
     elif node.metric.kind is MetricKind.COUNTER:
@@ -166,18 +180,25 @@ def _rich_label(node: _Node, nodes: list[_Node]) -> Text:
         text.append(f"⛨ guards {guarded}  ", style="magenta")
     elif config.edge is not None and config.edge.value == "formula":
         text.append("━━ formula  ", style="bold")
+    elif stacked:
+        text.append("┄┄ hypothesis  ", style="dim")
     else:
         text.append(f"┄┄ hypothesis ({_hypothesis_note(node)})  ", style="dim")
     status = node.status
     text.append("● " if status else "○ ", style=STATUS_STYLE.get(status or "", "dim"))
     text.append(node.label, style="bold" if node.metric.kind is MetricKind.NORTH_STAR else "")
     text.append(f" ({node.name})", style="dim")
+    numbers = gap
     if node.row:
-        text.append(f"  {_value(node)}  {_change(node)}  ")
+        text.append(f"{gap}{_value(node)}  {_change(node)}  ")
         text.append(status_word(node.row), style=STATUS_STYLE.get(status or "", ""))
+        numbers = "  · "
+    if stacked and hypothesis:
+        text.append(f"{numbers}{_hypothesis_note(node)}", style="dim")
+        numbers = "  · "
     if node.metric.kind is MetricKind.COUNTER:
-        text.append(f"  · threshold: {threshold_text(config.threshold, config.unit)}")
-    text.append(f"  · {config.owner or 'no owner'}", style="cyan")
+        text.append(f"{numbers}threshold: {threshold_text(config.threshold, config.unit)}")
+    text.append(f"{gap if stacked else '  · '}{config.owner or 'no owner'}", style="cyan")
     if config.dimension is not None:
         text.append(f" · {config.dimension.value}", style="dim")
     return text

@@ -90,7 +90,21 @@ def load_project(
         macros=_templates(root, "macros", NodeKind.MODEL),
         target_dir=target_dir,
         scorecard_path=_under(root, scorecard),
+        history_path=_under(root, profile["history_path"]) if profile.get("history_path") else None,
+        history_keep_days=_keep_days(profile.get("history_keep_days"), profiles_path, root, lines),
+        bi_path=_under(root, profile["bi_path"]) if profile.get("bi_path") else None,
     )
+
+
+def _keep_days(value: Any, path: Path, root: Path, lines: dict) -> int | None:
+    """history_keep_days: a whole number of days >= 1, or null to keep every build."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ProjectError(f"history_keep_days must be a whole number of days (1 or more), got {value!r}",
+                           path=_rel(path, root), line=lines.get(("history_keep_days",), 1),
+                           hint="e.g. history_keep_days: 400, or remove it to keep every build")
+    return value
 
 
 def parse_cli_vars(text: str | None) -> dict[str, Any]:

@@ -274,6 +274,7 @@ def _side(project_dir: Path, revision: str | None, scratch: Path, options: dict)
         target=replace(project.target, database=work / "diff.duckdb", temp_directory=None),
         target_dir=work,
         scorecard_path=work / "scorecard.parquet",
+        history_path=None, bi_path=None,  # a scratch build records nothing in the user's history or BI file
     )
 
 

@@ -192,6 +192,7 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, manifest: Manifest, metrics
         "warn_change": pa.array([t.warn_change if t else None for t in thresholds], pa.float64()),
         "breach_change": pa.array([t.breach_change if t else None for t in thresholds], pa.float64()),
         "definition_hash": [m.node.definition_hash for m in metrics],
+        "unit": [c.unit for c in configs],
     })
     con.register("_ns_meta_arrow", meta)
     con.execute("CREATE OR REPLACE TEMP TABLE _ns_meta AS SELECT * FROM _ns_meta_arrow")
@@ -323,7 +324,7 @@ _SCORECARD_SQL = """
 CREATE OR REPLACE TABLE scorecard.scorecard AS
 WITH scored AS (
     SELECT b.*, m.label, m.kind, m.kind_order, m.level, m.parent, m.edge, m.owner, m.dimension, m.direction,
-           m.definition_hash, m.warn_change_pct, m.breach_change_pct, m.floor, m.ceiling, m.warn_change, m.breach_change,
+           m.definition_hash, m.unit, m.warn_change_pct, m.breach_change_pct, m.floor, m.ceiling, m.warn_change, m.breach_change,
            CASE WHEN b.previous_value IS NULL OR b.previous_value = 0 THEN NULL
                 ELSE b.change / abs(b.previous_value) END AS change_pct,
            coalesce(t.target, m.config_target) AS target,
@@ -388,7 +389,8 @@ SELECT
     CAST($run_id AS VARCHAR) AS run_id,
     CAST($built_at AS TIMESTAMP) AS built_at,
     completeness,
-    data_from
+    data_from,
+    unit
 FROM banded
 ORDER BY kind_order, level NULLS LAST, metric, grain, period_start
 """
