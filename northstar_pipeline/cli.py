@@ -242,9 +242,20 @@ def explain(project: Any, grain: str | None, period: str | None) -> None:
 @click.option("--events", default=2_000_000, show_default=True, type=click.IntRange(min=1000))
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option("--out", "out_dir", default="data/warehouse", show_default=True, type=click.Path(file_okay=False))
-def demo_data(events: int, seed: int, out_dir: str) -> None:
+@click.option("--append-day", "append", default=None, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Instead: land one more day (YYYY-MM-DD, the day after the newest) into the warehouse at --out.")
+def demo_data(events: int, seed: int, out_dir: str, append: Any) -> None:
     """Generate the demo grocery-delivery event warehouse (Parquet, hive-partitioned by landed_date)."""
     from northstar_pipeline.demo.demo_data import generate_demo_data
+
+    if append is not None:
+        from northstar_pipeline.demo.append_day import append_day
+
+        added = append_day(Path(out_dir), append.date(), seed=seed)
+        click.echo(f"appended {added.day}: {added.events:,} events ({added.late:,} landing late), "
+                   f"{added.redelivered + added.doubled:,} re-deliveries, into partitions "
+                   f"{', '.join(d.isoformat() for d in added.partitions)}")
+        return
 
     summary = generate_demo_data(Path(out_dir), events=events, seed=seed)
     click.echo(f"wrote {summary.events:,} events of {summary.users:,} users "
