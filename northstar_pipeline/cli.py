@@ -124,6 +124,8 @@ def freshness(project: Any, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps({"sources": [r.payload() for r in results]}, indent=2))
     else:
+        if not results:
+            click.echo("no source declares a loaded_at_field: nothing to check (models/sources.yml)")
         for r in results:
             p = r.payload()
             rule = ", ".join(f"{k} {v}" for k, v in (("warn_after", r.warn_after), ("error_after", r.error_after)) if v)
@@ -163,7 +165,7 @@ def status(project: Any, fmt: str, last: int) -> None:
                    + (f" newest {f['max_loaded_at']} ({f['age']} old)" if f.get("max_loaded_at") else "")
                    + (f" {f['error']}" if f.get("error") else ""))
     verdict = {True: "match", False: "DO NOT match", None: "unknown"}[state.tables_match_scorecard]
-    click.echo(f"tables {verdict} the published scorecard ({state.tables_note})")
+    click.echo(f"tables vs the published scorecard: {verdict} ({state.tables_note})")
 
 
 @cli.command("ls")
