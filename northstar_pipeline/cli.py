@@ -133,6 +133,8 @@ def freshness(project: Any, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps({"sources": [r.payload() for r in results]}, indent=2))
     else:
+        if not results:
+            click.echo("no source declares a loaded_at_field: nothing to check (models/sources.yml)")
         for r in results:
             p = r.payload()
             rule = ", ".join(f"{k} {v}" for k, v in (("warn_after", r.warn_after), ("error_after", r.error_after)) if v)
@@ -172,7 +174,7 @@ def status(project: Any, fmt: str, last: int) -> None:
                    + (f" newest {f['max_loaded_at']} ({f['age']} old)" if f.get("max_loaded_at") else "")
                    + (f" {f['error']}" if f.get("error") else ""))
     verdict = {True: "match", False: "DO NOT match", None: "unknown"}[state.tables_match_scorecard]
-    click.echo(f"tables {verdict} the published scorecard ({state.tables_note})")
+    click.echo(f"tables vs the published scorecard: {verdict} ({state.tables_note})")
 
 
 @cli.command("ls")
@@ -311,9 +313,20 @@ def whatif(project: Any, changes: tuple[str, ...], goal: str | None, mix: str | 
 @click.option("--events", default=2_000_000, show_default=True, type=click.IntRange(min=1000))
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option("--out", "out_dir", default="data/warehouse", show_default=True, type=click.Path(file_okay=False))
-def demo_data(events: int, seed: int, out_dir: str) -> None:
+@click.option("--append-day", "append", default=None, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Instead: land one more day (YYYY-MM-DD, the day after the newest) into the warehouse at --out.")
+def demo_data(events: int, seed: int, out_dir: str, append: Any) -> None:
     """Generate the demo grocery-delivery event warehouse (Parquet, hive-partitioned by landed_date)."""
     from northstar_pipeline.demo.demo_data import generate_demo_data
+
+    if append is not None:
+        from northstar_pipeline.demo.append_day import append_day
+
+        added = append_day(Path(out_dir), append.date(), seed=seed)
+        click.echo(f"appended {added.day}: {added.events:,} events ({added.late:,} landing late), "
+                   f"{added.redelivered + added.doubled:,} re-deliveries, into partitions "
+                   f"{', '.join(d.isoformat() for d in added.partitions)}")
+        return
 
     summary = generate_demo_data(Path(out_dir), events=events, seed=seed)
     click.echo(f"wrote {summary.events:,} events of {summary.users:,} users "

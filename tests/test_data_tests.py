@@ -120,7 +120,15 @@ models:
           - relationships:
               to: ref('stg_deliveries')
               field: order_id
+  - name: stg_orders
+    columns:
+      - name: order_id
+        data_tests:
+          - relationships: {to: ref('big_orders'), field: order_id}
 """)
+    (demo_project / "models" / "big_orders.sql").write_text("select order_id from {{ ref('stg_orders') }} where items > 3\n")
+    assert run_cli(demo_project, "test").returncode == 3  # not built yet: a clear error, not a pass
+    assert run_cli(demo_project, "build", "--select", "big_orders").returncode == EXIT_OK
     result = run_cli(demo_project, "test", "--format", "json")
     assert result.returncode == EXIT_TEST
     results = {r["test"]: r for r in json.loads(result.stdout)["results"]}
@@ -136,6 +144,11 @@ models:
         SELECT count(*) FROM (SELECT DISTINCT event_id, order_id FROM events WHERE event_type = 'support_ticket') t
         WHERE order_id IS NOT NULL AND order_id NOT IN
               (SELECT order_id FROM events WHERE event_type = 'order_delivered' AND order_id IS NOT NULL)""")[0][0]
+    small = raw(demo_project, "SELECT count(DISTINCT order_id) FROM events WHERE event_type = 'order_placed' "
+                              "AND items <= 3")[0][0]
+    assert small > 0
+    assert (results["relationships_stg_orders_order_id"]["status"], results["relationships_stg_orders_order_id"]["failures"]) == ("error", small)
+    assert all(row["from_field"] is not None for row in results["relationships_stg_orders_order_id"]["sample"])
     rel = results["relationships_stg_tickets_order_id"]
     assert rel["failures"] == undelivered
     assert rel["status"] == ("error" if undelivered else "pass")

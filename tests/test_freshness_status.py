@@ -146,7 +146,7 @@ def test_status_after_good_and_failed_runs(demo_project: Path) -> None:
     last = status_json(demo_project)["runs"][-1]
     assert last["status"] == "error" and "models/stg_orders.sql" in last["error"]
     text = run_cli(demo_project, "status")
-    assert "failed: unique_stg_orders_order_id" in text.stdout and "models/stg_orders.sql" in text.stdout and "tables match the published scorecard" in text.stdout
+    assert "failed: unique_stg_orders_order_id" in text.stdout and "models/stg_orders.sql" in text.stdout and "tables vs the published scorecard: match (identical)" in text.stdout
 
     # Someone changes the tables behind the scorecard's back: status says they no longer match.
     con = duckdb.connect(str(demo_project / "target" / "dev.duckdb"))

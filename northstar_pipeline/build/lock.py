@@ -32,7 +32,7 @@ def project_lock(project: Project, command: str) -> Iterator[None]:
         lock.acquire(timeout=0)
     except filelock.Timeout:
         holder = lock_holder(project)
-        since = f" (pid {holder['pid']}, since {holder['since']})" if holder else ""
+        since = f" (pid {holder['pid']}, since {holder['since']})" if holder and holder.get("pid") else ""
         raise LockedError(f"another build of this project is running{since}", path=path,
                           hint="wait for it to finish; a build holds this lock while it runs") from None
     sidecar = project.target_dir / HOLDER_FILE

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import IO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -100,13 +101,13 @@ def format_test_line(p: dict) -> str:
     """One data test's outcome: PASS / WARN / ERROR / SKIP, where it is declared, how many rows fail."""
     label = {"pass": "[green]PASS[/]", "warn": "[yellow]WARN[/]", "error": "[bold red]ERROR[/]",
              "skipped": "[yellow]SKIP[/]"}[p["status"]]
-    line = f"{label} test {p['test']}  ({p['path']}:{p['line']})"
+    line = f"{label} test {escape(p['test'])}  ({escape(p['path'])}:{p['line']})"
     if p["status"] == "skipped":
         return line + "  " + p.get("message", "")
     if p["failures"]:
         line += f"  {p['failures']:,} failing"
         for row in p.get("sample", [])[:5]:
-            line += "\n       " + ", ".join(f"{k}={v}" for k, v in row.items())
+            line += "\n       " + escape(", ".join(f"{k}={v}" for k, v in row.items()))  # data, not markup
     return line
 
 
