@@ -268,6 +268,9 @@ def test_a_formula_broken_inside_one_segment_fails_the_build(demo_project: Path,
      "metrics/new_customers.sql:1", "unknown dimension 'regoin'"),
     (("dimensions.yml", "expression: platform", "expression: case when platform then"),
      "dimensions.yml:10", "dimension 'platform': cannot parse expression"),
+    (("dimensions.yml", "expression: platform", "expression: platform - 1"),  # parses, but DuckDB cannot bind it
+     "metrics/avg_delivery_minutes_late.sql:1",
+     "dimension 'platform' cannot cut avg_delivery_minutes_late: DuckDB rejects the query: Binder Error"),
 ])
 def test_dimension_compile_errors(demo_project: Path, change, where, message) -> None:
     path, old, new = change

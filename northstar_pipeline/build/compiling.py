@@ -22,7 +22,7 @@ from sqlglot.optimizer.qualify import qualify
 
 from northstar_pipeline.build.cache import CompileCache, cache_key
 from northstar_pipeline.build.confine import check_reads
-from northstar_pipeline.build.dimensions import compile_segments, load_dimensions
+from northstar_pipeline.build.dimensions import KEEP_TABLE, KEEP_TABLE_COLUMNS, compile_segments, load_dimensions
 from northstar_pipeline.build.render import REF_SCHEMA
 from northstar_pipeline.errors import CompileError
 from northstar_pipeline.project.connection import connect_confined
@@ -61,6 +61,7 @@ def compile_project(project: Project, rendered: Iterable[RenderedNode], cache: C
     schemas = _node_schemas(rendered)
     shadow = Shadow()
     dimensions = load_dimensions(project)
+    shadow.add("main", KEEP_TABLE, KEEP_TABLE_COLUMNS)  # the guard's kept values, filled by the build
     try:
         compiled: list[CompiledNode] = []
         source_columns = source_columns if source_columns is not None else describe_sources(project)
@@ -159,7 +160,9 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
             if node.kind is NodeKind.METRIC:
                 _check_metric_projection(ast, node, query)
         selects.append((query, ast))
-    segment_sql = compile_segments(node, selects, shadow.schemas, dimensions)  # before the union consumes the ASTs
+    segment_sql = compile_segments(  # before the union consumes the ASTs
+        node, selects, shadow.schemas, dimensions,
+        lambda sql: shadow.describe(sql, [*_reads(node, schemas), ("main", KEEP_TABLE)], node))
 
     if node.kind is NodeKind.METRIC:
         grain_sql = tuple((q.grain, ast.sql("duckdb", pretty=True)) for q, ast in selects if not q.to_date)

@@ -14,6 +14,7 @@ so '(other)' is recomputed exactly (distinct counts included), not summed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from sqlglot.optimizer.scope import Scope, build_scope
 
 from northstar_pipeline.errors import CompileError
 from northstar_pipeline.types import (
+    Column,
     DimensionDef,
     MetricConfig,
     NodeKind,
@@ -41,6 +43,7 @@ DEFAULT_MAX_SEGMENTS = 10
 OTHER = "(other)"
 NULL_SEGMENT = "(null)"
 KEEP_TABLE = "_ns_segment_keep"  # (dimension, segment): the values the guard keeps, filled by the build
+KEEP_TABLE_COLUMNS = (Column("dimension", "VARCHAR"), Column("segment", "VARCHAR"))
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -106,8 +109,13 @@ def parse_dimension(expression: str, name: str, path: Path, line: int) -> exp.Ex
 
 
 def compile_segments(node: RenderedNode, selects: list[tuple[RenderedQuery, exp.Query]], upstream: dict,
-                     dimensions: tuple[DimensionDef, ...]) -> tuple[SegmentQuery, ...]:
-    """Per dimension listed in the metric's config: the volume query and the union of cut queries (every grain)."""
+                     dimensions: tuple[DimensionDef, ...],
+                     describe: Callable[[str], object] | None = None) -> tuple[SegmentQuery, ...]:
+    """Per dimension listed in the metric's config: the volume query and the union of cut queries (every grain).
+
+    ``describe`` (DuckDB's description over empty tables) checks the rewritten SQL, so a dimension
+    expression of the wrong type fails at compile time, not in the build.
+    """
     config = node.config
     if node.kind is not NodeKind.METRIC or not isinstance(config, MetricConfig) or not config.dimensions:
         return ()
@@ -129,6 +137,7 @@ def compile_segments(node: RenderedNode, selects: list[tuple[RenderedQuery, exp.
             outer = _outer_select(ast, node, config, dim)
             if not query.to_date:
                 _check_reachable(ast, expression, node, config, dim, upstream)
+            _check_grouped(outer, node, config, dim)
             cut = outer.copy()
             segment = _guarded(expression, dim)
             cut.select(exp.alias_(segment, "segment"), append=True, copy=False)
@@ -139,8 +148,16 @@ def compile_segments(node: RenderedNode, selects: list[tuple[RenderedQuery, exp.
             if volume is None and not query.to_date:
                 volume = _volume_query(outer, expression)
         assert volume is not None
-        out.append(SegmentQuery(dimension=dim.name, volume_sql=volume.sql("duckdb"),
-                                sql=_union(parts).sql("duckdb", pretty=True)))
+        segment = SegmentQuery(dimension=dim.name, volume_sql=volume.sql("duckdb"),
+                               sql=_union(parts).sql("duckdb", pretty=True))
+        if describe is not None:
+            try:
+                describe(segment.sql)
+            except CompileError as exc:
+                raise CompileError(f"dimension '{dim.name}' cannot cut {node.name}: {exc.message}",
+                                   path=node.relpath, line=config.line,
+                                   hint=f"check the expression of '{dim.name}' at {dim.path}:{dim.line}") from None
+        out.append(segment)
     return tuple(out)
 
 
@@ -154,6 +171,14 @@ def _outer_select(ast: exp.Query, node: RenderedNode, config: MetricConfig, dim:
             "period_start (a UNION or set operation cannot take a GROUP BY)", path=node.relpath, line=config.line,
             hint="wrap the union in a CTE and select period_start, value ... from it with GROUP BY 1")
     return ast
+
+
+def _check_grouped(ast: exp.Select, node: RenderedNode, config: MetricConfig, dim: DimensionDef) -> None:
+    if ast.args.get("group") is None:
+        raise CompileError(
+            f"dimension '{dim.name}' cannot cut {node.name}: the SELECT returning period_start has no GROUP BY "
+            "(its rows are computed in a CTE or subquery)", path=node.relpath, line=config.line,
+            hint="cut a metric whose outermost SELECT aggregates (... GROUP BY 1), or remove the dimension")
 
 
 def _segment_value(expression: exp.Expression) -> exp.Expression:

@@ -49,8 +49,11 @@ def build_segments(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tre
                                              "dimension_label": [dims[d].label for d in used]}))
     con.execute("CREATE OR REPLACE TEMP TABLE _ns_dims AS SELECT * FROM _ns_dims_arrow")
     con.unregister("_ns_dims_arrow")
+    # A dimension's values are ranked by the rows of the highest metric it cuts (the North Star's when it is
+    # cut): one scan per dimension, and the same kept values for every metric.
+    rankers = {q.dimension: q for _, q in reversed(cut)}
     volumes = [exp.select(exp.Literal.string(q.dimension).as_("dimension"), "segment", "volume")
-               .from_(sqlglot.parse_one(q.volume_sql, read="duckdb").subquery("v")) for _, q in cut]
+               .from_(sqlglot.parse_one(q.volume_sql, read="duckdb").subquery("v")) for q in rankers.values()]
     con.execute(f"CREATE OR REPLACE TEMP TABLE _ns_segment_volume AS {union_all(volumes).sql('duckdb')}")
     con.execute(_KEEP_SQL.format(keep=KEEP_TABLE))
     values = [exp.select(exp.Literal.string(m.name).as_("metric"), exp.Literal.string(q.dimension).as_("dimension"),
