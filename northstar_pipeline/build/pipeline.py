@@ -31,8 +31,9 @@ from northstar_pipeline.build.publish import (
     write_table,
 )
 from northstar_pipeline.build.render import render_project
-from northstar_pipeline.engines.duckdb import connect, create_sources, execute_node
+from northstar_pipeline.engines.base import Engine
 from northstar_pipeline.engines.incremental import lineage_fingerprints
+from northstar_pipeline.engines.select import open_engine
 from northstar_pipeline.errors import (
     ExecutionError,
     LockedError,
@@ -118,36 +119,37 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     run_id = uuid.uuid4().hex[:12]
     built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
     report("build_start", {"run_id": run_id, "project": project.name, "target": project.target.name})
-    manifest = compile_project(project, environ=environ)
+    manifest = compile_project(project, dialect=project.target.engine, environ=environ)  # a Spark target: its SQL too
     plan = plan_layers(manifest, select, exclude, state)
     report("plan", {"nodes": len(plan.nodes), "layers": len(plan.layers)})
-    con = connect(project.target)
+    engine = open_engine(project.target)
     committed = False
     try:
-        con.execute("BEGIN TRANSACTION")
-        results = execute_plan(con, manifest, plan, report, full_refresh)
+        engine.begin()
+        results = execute_plan(engine, manifest, plan, report, full_refresh)
         from northstar_pipeline.tree.score import (
             score,  # pyarrow and the scoring SQL are only needed by a build
         )
 
+        con = engine.scoring_connection(manifest)
         rows = score(con, manifest, build_tree(manifest), run_id, built_at)
-        con.execute("COMMIT")
+        engine.commit()
         committed = True
         if rows:
             write_table(con, SCORECARD_TABLE, project.scorecard_path)
             write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
     except NorthstarError as error:
         if not committed:
-            _rollback(con)
+            engine.rollback()
         # Past the commit only publishing failed: the tables are new, the Parquet files the last good ones.
         _write_failed_run(project, run_id, built_at, started, plan, error,
                           node_status="success_unpublished" if committed else "rolled_back")
         raise
     except duckdb.Error as exc:
-        _rollback(con)
+        engine.rollback()
         raise ExecutionError(f"DuckDB failed: {str(exc).strip().splitlines()[0]}") from None
     finally:
-        con.close()
+        engine.close()
     result = RunResult(run_id, built_at, results, project.scorecard_path if rows else None, rows,
                        time.perf_counter() - started)
     write_json(project.target_dir / "run_results.json", run_results_payload(result))
@@ -155,16 +157,16 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
                           "scorecard": str(project.scorecard_path), "seconds": round(result.seconds, 3)})
     return result
 
-def execute_plan(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan, report: Reporter,
+def execute_plan(engine: Engine, manifest: Manifest, plan: Plan, report: Reporter,
                  full_refresh: bool = False) -> tuple[NodeResult, ...]:
-    create_sources(con, manifest)
+    engine.create_sources(manifest)
     fingerprints = lineage_fingerprints(manifest)
     results = []
     total = len(plan.nodes)
     for layer in plan.layers:
         for node in layer.nodes:
             report("node_start", {"node": node.name, "relation": node.relation, "index": len(results) + 1, "total": total})
-            result = execute_node(con, node, fingerprints.get(node.name, ""), full_refresh)
+            result = engine.execute_node(node, fingerprints.get(node.name, ""), full_refresh)
             results.append(result)
             report("node_done", {"node": node.name, "relation": node.relation, "index": len(results), "total": total,
                                  "rows": result.rows, "seconds": round(result.seconds, 3), "status": result.status,
@@ -193,20 +195,13 @@ def _write_compiled(manifest: Manifest, dialect: str) -> None:
     for node in manifest.nodes:
         if node.kind is NodeKind.SEED:
             continue
-        sql = node.sql if dialect == DEFAULT_DIALECT else compiling.transpile(node.sql, dialect)
+        sql = node.sql if dialect == DEFAULT_DIALECT else compiling.transpile(node.sql, dialect, node)
         out = root / node.relpath
         text = (sql + "\n").encode()
         if out.is_file() and out.stat().st_size == len(text) and out.read_bytes() == text:
             continue  # unchanged: a warm compile need not rewrite a thousand files
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(text)
-
-
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        con.execute("ROLLBACK")
-    except duckdb.Error:
-        pass  # no transaction open: nothing to undo
 
 
 def _write_failed_run(project: Project, run_id: str, built_at: str, started: float, plan: Plan,

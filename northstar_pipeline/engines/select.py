@@ -1,0 +1,15 @@
+"""The one place that picks the engine a build runs on, from the target's type in profiles.yml."""
+
+from __future__ import annotations
+
+from northstar_pipeline.engines.base import Engine
+from northstar_pipeline.engines.duckdb import DuckDBEngine
+from northstar_pipeline.types import Target
+
+
+def open_engine(target: Target) -> Engine:
+    if target.engine == "spark":
+        from northstar_pipeline.engines.spark import SparkEngine  # pyspark is an optional extra: imported on use
+
+        return SparkEngine(target)
+    return DuckDBEngine(target)
