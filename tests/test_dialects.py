@@ -98,3 +98,31 @@ def test_a_non_constant_interval_is_refused_for_snowflake(demo_project: Path) ->
     result = run_cli(demo_project, "compile", "--dialect", "snowflake")
     assert result.returncode == 1
     assert "models/stg_deliveries.sql:8: to_minutes() of a non-constant" in result.stderr
+
+
+# The transforms one by one (AST in, AST out): DuckDB SQL and what each dialect gets.
+CASES = [
+    ("spark", "WITH a AS NOT MATERIALIZED (SELECT 1 AS x) SELECT x FROM a", "WITH a AS (SELECT 1 AS x) SELECT x FROM a"),
+    ("spark", "SELECT ts + to_minutes(15) FROM t", "SELECT ts + INTERVAL '15' MINUTE FROM t"),
+    ("trino", "SELECT ts + to_hours(n) FROM t", "SELECT ts + (n) * INTERVAL '1' HOUR FROM t"),
+    ("spark", "SELECT x / 60.0 FROM t", "SELECT CAST(x AS DOUBLE) / CAST(60.0 AS DOUBLE) FROM t"),
+    ("trino", "SELECT count(*) / count(DISTINCT u) FROM t",
+     "SELECT CAST(COUNT(*) AS DOUBLE) / CAST(COUNT(DISTINCT u) AS DOUBLE) FROM t"),
+    ("spark", "SELECT date_diff('minute', a, b) FROM t",
+     "SELECT DATEDIFF(MINUTE, DATE_TRUNC('MINUTE', a), DATE_TRUNC('MINUTE', b)) FROM t"),
+    ("snowflake", "SELECT date_diff('minute', a, b) FROM t", "SELECT DATEDIFF(MINUTE, a, b) FROM t"),
+    ("bigquery", "SELECT CAST(date_trunc('week', ts) AS DATE) FROM t", "SELECT CAST(TIMESTAMP_TRUNC(ts, ISOWEEK) AS DATE) FROM t"),
+    ("snowflake", "SELECT sum(x) FILTER (WHERE ok) FROM t", "SELECT SUM(CASE WHEN ok THEN x END) FROM t"),
+    ("bigquery", "SELECT count(DISTINCT u) FILTER (WHERE ok) FROM t", "SELECT COUNT(DISTINCT CASE WHEN ok THEN u END) FROM t"),
+    ("trino", "SELECT a.id FROM a ANTI JOIN b USING (id)",
+     "SELECT a.id FROM a WHERE NOT EXISTS(SELECT 1 FROM b WHERE b.id = a.id)"),
+]
+
+
+@pytest.mark.parametrize(("dialect", "duckdb_sql", "expected"), CASES)
+def test_transform(dialect: str, duckdb_sql: str, expected: str) -> None:
+    from northstar_pipeline.engines.transpile import to_dialect
+
+    out = to_dialect(sqlglot.parse_one(duckdb_sql, read="duckdb"), dialect).sql(dialect)
+    assert out == expected
+    sqlglot.parse_one(out, read=dialect)

@@ -196,7 +196,9 @@ class SparkEngine:
             rows = con.execute(node.sql).fetchall()
         finally:
             con.close()
-        schema = ", ".join(f"`{c.name}` {exp.DataType.build(c.type, dialect='duckdb').sql('spark')}" for c in node.columns)
+        schema = ", ".join(exp.ColumnDef(this=exp.to_identifier(c.name, quoted=True),
+                                         kind=exp.DataType.build(c.type, dialect="duckdb")).sql("spark")
+                           for c in node.columns)
         return self.spark.createDataFrame(rows, schema=schema)
 
     def _register(self, relation: str, frame: Any) -> None:

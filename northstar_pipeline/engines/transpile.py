@@ -196,7 +196,7 @@ def _filter_clauses(tree: exp.Expression, dialect: str) -> exp.Expression:
         if not isinstance(node, exp.Filter) or not isinstance(node.expression, exp.Where):
             return node
         agg, condition = node.this.copy(), node.expression.this
-        target = agg.this.this if isinstance(agg.this, exp.Distinct) else agg
+        target = agg.this if isinstance(agg.this, exp.Distinct) else agg
         arg_key = "expressions" if isinstance(agg.this, exp.Distinct) else "this"
         args = target.expressions if arg_key == "expressions" else [target.this]
         if len(args) != 1 or args[0] is None:
