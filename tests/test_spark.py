@@ -181,3 +181,22 @@ def test_a_spark_target_with_master_and_remote_is_refused(tmp_path: Path, wareho
     result = run_cli(root, "build", "--target", "spark")
     assert result.returncode == 1
     assert "profiles.yml:11: target 'spark' sets both master and remote" in result.stderr
+
+
+@pytest.mark.parametrize("duckdb_sql", [
+    # DECIMAL division in Spark (rounded to 6 places), DOUBLE in DuckDB
+    "SELECT a / 60.0 AS v FROM (VALUES (CAST(1 AS BIGINT))) AS t(a)",
+    # date_diff: DuckDB counts the minute boundary crossed, Spark whole minutes elapsed
+    "SELECT date_diff('minute', CAST('2026-01-05 10:00:59' AS TIMESTAMP), CAST('2026-01-05 10:01:01' AS TIMESTAMP)) AS v",
+])
+def test_spark_computes_duckdbs_value_only_through_the_transforms(spark_session, duckdb_sql: str) -> None:
+    import sqlglot
+
+    from northstar_pipeline.engines.transpile import to_dialect
+
+    expected = duckdb.connect().execute(duckdb_sql).fetchall()[0][0]
+    ast = sqlglot.parse_one(duckdb_sql, read="duckdb")
+    plain = spark_session.sql(ast.sql("spark")).collect()[0][0]
+    transformed = spark_session.sql(to_dialect(ast, "spark").sql("spark")).collect()[0][0]
+    assert float(plain) != float(expected)  # sqlglot's translation alone computes another value
+    assert float(transformed) == float(expected)
