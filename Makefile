@@ -10,7 +10,7 @@ DEMO_SEED ?= 42
 $(BIN)/northstar: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,spark]'
 	touch $@
 
 data/warehouse/.generated-$(DEMO_EVENTS)-$(DEMO_SEED): $(BIN)/northstar

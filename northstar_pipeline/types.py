@@ -50,14 +50,29 @@ class Direction(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class SparkTarget:
+    """A `type: spark` output: a local SparkSession (master) or a Spark Connect server (remote)."""
+
+    master: str | None  # local[N], spark://host:port, yarn...
+    remote: str | None  # sc://host:port (Spark Connect)
+    warehouse: str  # where the tables' Parquet files are written: a path or a URI the cluster can write
+    conf: tuple[tuple[str, str], ...] = ()  # passed to the session builder
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
-    """One output of profiles.yml: where and how DuckDB runs."""
+    """One output of profiles.yml: where and how DuckDB (or Spark) runs."""
 
     name: str
-    database: Path
+    database: Path  # duckdb: the database file; spark: the catalog file naming the committed tables
     threads: int | None = None
     memory_limit: str | None = None
     temp_directory: Path | None = None
+    spark: SparkTarget | None = None
+
+    @property
+    def engine(self) -> str:
+        return "spark" if self.spark else "duckdb"
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,3 +57,46 @@ def demo_project(tmp_path: Path, built_demo) -> Path:
     dest = tmp_path / "project"
     shutil.copytree(project.root, dest)
     return dest
+
+
+# -- Spark (tests/test_spark.py) -----------------------------------------------------------------------
+SPARK_CONF = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+              "spark.sql.shuffle.partitions": "2", "spark.sql.session.timeZone": "UTC",
+              "spark.sql.ansi.enabled": "true", "spark.driver.memory": "1g"}
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    """One local[2] SparkSession for the whole test session; builds reuse it (the engine's getOrCreate).
+
+    Skipped where pyspark or Java is missing, but a failure when CI=true: CI must run the Spark tests.
+    """
+    import importlib.util
+    import os
+
+    missing = [what for what, ok in (("pyspark", importlib.util.find_spec("pyspark") is not None),
+                                     ("java", bool(shutil.which("java") or os.environ.get("JAVA_HOME"))))
+               if not ok]
+    if missing:
+        message = f"Spark tests need {' and '.join(missing)} (pip install -e '.[spark]'; Java 17+)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master("local[2]").appName("northstar-tests")
+    for key, value in SPARK_CONF.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    yield spark
+    spark.stop()
+
+
+def add_spark_target(project: Path, name: str = "spark") -> None:
+    """Add a `type: spark` output (local[2], the test session's settings) to a project's profiles.yml."""
+    profiles = project / "profiles.yml"
+    text = profiles.read_text()
+    assert "\noutputs:\n" in text
+    output = (f"\noutputs:\n  {name}:\n    type: spark\n    master: local[2]\n    warehouse: target/spark-warehouse\n"
+              "    conf:\n      spark.sql.shuffle.partitions: 2\n")
+    profiles.write_text(text.replace("\noutputs:\n", output, 1))

@@ -406,6 +406,9 @@ def _data_findings(project: Project, manifest: Manifest, tree: Tree) -> tuple[li
     database = project.target.database
     where = project.relative(database).as_posix()
     skipped = f"data rules ({', '.join(DATA_RULES)}) skipped"
+    if project.target.engine != "duckdb":  # a Spark build checks formulas and hypotheses as it scores
+        return [], [f"{skipped}: target '{project.target.name}' builds on {project.target.engine}; "
+                    "its builds check them (target/tree_validation.parquet)"]
     if not database.is_file():
         return [], [f"{skipped}: no build at {where} yet; run 'northstar build'"]
     try:

@@ -24,6 +24,7 @@ from northstar_pipeline.build.cache import CompileCache, cache_key
 from northstar_pipeline.build.confine import check_reads
 from northstar_pipeline.build.dimensions import KEEP_TABLE, KEEP_TABLE_COLUMNS, compile_segments, load_dimensions
 from northstar_pipeline.build.render import REF_SCHEMA
+from northstar_pipeline.engines.transpile import transpile_sql
 from northstar_pipeline.errors import CompileError
 from northstar_pipeline.project.connection import connect_confined
 from northstar_pipeline.project.sources import describe_sources
@@ -237,8 +238,9 @@ def _compile_batch(batch: tuple[RenderedQuery, exp.Query], node: RenderedNode, s
     return sql
 
 
-def transpile(sql: str, dialect: str) -> str:
-    return ";\n".join(sqlglot.transpile(sql, read="duckdb", write=dialect, pretty=True))
+def transpile(sql: str, dialect: str, node: CompiledNode | None = None) -> str:
+    """DuckDB SQL in ``dialect`` through the AST transforms of engines/transpile.py (a CompileError if inexpressible)."""
+    return transpile_sql(sql, dialect, node)
 
 
 # -- graph -----------------------------------------------------------------------------------------

@@ -39,13 +39,15 @@ from northstar_pipeline.build.runlog import append_run
 from northstar_pipeline.build.segment_publish import publish_segments
 from northstar_pipeline.engines.coverage import data_as_of
 from northstar_pipeline.build.upstream import prepare_upstream
-from northstar_pipeline.engines.duckdb import connect, create_sources, execute_node
+from northstar_pipeline.engines.base import Engine
 from northstar_pipeline.engines.incremental import lineage_fingerprints
+from northstar_pipeline.engines.select import open_engine
 from northstar_pipeline.errors import (
     ExecutionError,
     FormulaError,
     NorthstarError,
     PublishError,
+    UsageError,
 )
 from northstar_pipeline.project.connection import connect_confined, project_reads
 from northstar_pipeline.project.load import load_project
@@ -140,7 +142,7 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     run_id = uuid.uuid4().hex[:12]
     built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
     report("build_start", {"run_id": run_id, "project": project.name, "target": project.target.name})
-    manifest = compile_project(project, environ=environ)
+    manifest = compile_project(project, dialect=project.target.engine, environ=environ)  # a Spark target: its SQL too
     tree = build_tree(manifest)
     check_one_north_star(tree)  # lint only reports it; a build must not publish two trees
     check_targets(project, tree)  # a target that applies to nothing is an error, not a silent no-op
@@ -150,48 +152,64 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     plan = plan_layers(manifest, select, exclude, state)
     report("plan", {"nodes": len(plan.nodes), "layers": len(plan.layers)})
     tests = prepare_tests(manifest, plan, report, keep_failures)
-    con = connect(project.target, reads=project_reads(project))
+    engine = open_engine(project.target, reads=project_reads(project))
+    # Steps that read the built relations with DuckDB SQL (data tests, segments, --defer, orphans) run
+    # where the relations are DuckDB's; on Spark they are skipped or refused (README "Running on Spark").
+    local = engine.relations_in_duckdb
+    if defer is not None and not local:
+        raise UsageError("--defer copies tables between DuckDB files; it is not available on a Spark target",
+                         hint="build the upstream nodes too (--select +name)")
     committed = False
+    con = None
     try:
-        con.execute("BEGIN TRANSACTION")
-        report("deferred", {"relations": prepare_upstream(con, manifest, {n.name for n in plan.nodes}, defer)})
-        results = execute_plan(con, manifest, plan, report, full_refresh, tests)
+        engine.begin()
+        if local:
+            con = engine.scoring_connection(manifest)
+            report("deferred", {"relations": prepare_upstream(con, manifest, {n.name for n in plan.nodes}, defer)})
+        results = execute_plan(engine, manifest, plan, report, full_refresh, tests if local else None)
+        if not local:
+            tests.skip_pending("data tests run on DuckDB targets; a Spark build skips them (README)")
         tests.raise_for_errors(results)  # before scoring: an error-severity failure publishes nothing
         if manifest.as_of is None:
-            manifest, results = _settle_as_of(con, manifest, plan, results, report, environ)
-        report("orphans", {"relations": clean_orphans(con, manifest, keep_orphans), "kept": keep_orphans})
+            manifest, results = _settle_as_of(engine, manifest, plan, results, report, environ)
+        if local:
+            report("orphans", {"relations": clean_orphans(con, manifest, keep_orphans), "kept": keep_orphans})
         from northstar_pipeline.tree.score import (
             score,  # pyarrow and the scoring SQL are only needed by a build
         )
 
+        con = engine.scoring_connection(manifest)
         rows = score(con, manifest, build_tree(manifest), run_id, built_at)
         from northstar_pipeline.tree.segments import build_segments
 
-        segment_rows = build_segments(con, manifest, build_tree(manifest), run_id, built_at) if rows else 0
-        con.execute("COMMIT")
+        segment_rows = build_segments(con, manifest, build_tree(manifest), run_id, built_at) if rows and local else 0
+        engine.commit()
         committed = True
-        store_failures(con, tests.stored)
+        if local:
+            store_failures(con, tests.stored)
         if rows:
             write_table(con, SCORECARD_TABLE, project.scorecard_path)
             write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
-            publish_segments(con, project, segment_rows)
+            if local:
+                publish_segments(con, project, segment_rows)
             append_history(project, run_id, built_at)  # the record of what this build reported
             publish_bi(project)  # views for BI tools over what was just published
     except NorthstarError as error:
         if not committed:
-            if isinstance(error, FormulaError):
+            if isinstance(error, FormulaError) and con is not None:
                 _write_failed_validation(con, project)
-            _rollback(con)
-            _store_failures_after(con, tests)
+            engine.rollback()
+            if local and con is not None:
+                _store_failures_after(con, tests)
         # Past the commit only publishing failed: the tables are new, the Parquet files the last good ones.
         _write_failed_run(project, run_id, built_at, started, plan, error,
                           node_status="success_unpublished" if committed else "rolled_back", tests=tests)
         raise
     except duckdb.Error as exc:
-        _rollback(con)
+        engine.rollback()
         raise ExecutionError(f"DuckDB failed: {str(exc).strip().splitlines()[0]}") from None
     finally:
-        con.close()
+        engine.close()
     result = RunResult(run_id, built_at, results, project.scorecard_path if rows else None, rows,
                        time.perf_counter() - started, tests=tuple(r.payload() for r in tests.results))
     write_json(project.target_dir / "run_results.json", run_results_payload(result))
@@ -200,7 +218,7 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
                           "scorecard": str(project.scorecard_path), "seconds": round(result.seconds, 3)})
     return result
 
-def _settle_as_of(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan, results: tuple[NodeResult, ...],
+def _settle_as_of(engine: Engine, manifest: Manifest, plan: Plan, results: tuple[NodeResult, ...],
                   report: Reporter, environ: Mapping[str, str] | None) -> tuple[Manifest, tuple[NodeResult, ...]]:
     """No loaded_at_field and no as_of var: the as-of is the end of the last day the metrics' data covers.
 
@@ -208,7 +226,7 @@ def _settle_as_of(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan
     transaction, so the partial last period is compared with the same span of the one before.
     """
     metrics = [n.name for n in manifest.nodes if n.kind is NodeKind.METRIC]
-    as_of = data_as_of(con, metrics)
+    as_of = data_as_of(engine.scoring_connection(manifest), metrics)
     if as_of is None:
         return manifest, results
     report("as_of", {"as_of": as_of.isoformat(sep=" "), "source": "data",
@@ -217,13 +235,15 @@ def _settle_as_of(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan
     rebuilt = {}
     for node in plan.nodes:
         if node.kind is NodeKind.METRIC:
-            rebuilt[node.name] = execute_node(con, settled.node(node.name))
+            rebuilt[node.name] = engine.execute_node(settled.node(node.name))
     return settled, tuple(rebuilt.get(r.name, r) for r in results)
 
 
-def execute_plan(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan, report: Reporter,
+def execute_plan(engine: Engine, manifest: Manifest, plan: Plan, report: Reporter,
                  full_refresh: bool = False, tests: TestRun | None = None) -> tuple[NodeResult, ...]:
-    create_sources(con, manifest)
+    """Every node of the plan through the engine, layer by layer; ``tests``: each node's data tests right after
+    it (a DuckDB engine only: they read its relations), skipping what depends on a failed error-severity one."""
+    engine.create_sources(manifest)
     fingerprints = lineage_fingerprints(manifest)
     results = []
     total = len(plan.nodes)
@@ -238,14 +258,14 @@ def execute_plan(con: duckdb.DuckDBPyConnection, manifest: Manifest, plan: Plan,
                                         "total": total, "status": "skipped"})
                 continue
             report("node_start", {"node": node.name, "relation": node.relation, "index": len(results) + 1, "total": total})
-            result = execute_node(con, node, fingerprints.get(node.name, ""), full_refresh)
+            result = engine.execute_node(node, fingerprints.get(node.name, ""), full_refresh)
             results.append(result)
             report("node_done", {"node": node.name, "relation": node.relation, "index": len(results), "total": total,
                                  "rows": result.rows, "seconds": round(result.seconds, 3), "status": result.status,
                                  **({"mode": result.mode} if result.mode else {})})
             unbuilt.discard(node.name)
             if tests is not None:
-                for failed in tests.after_node(con, unbuilt):
+                for failed in tests.after_node(engine.scoring_connection(manifest), unbuilt):
                     skipped |= descendants(manifest, failed)
     if tests is not None:
         tests.skip_pending("a node it reads was skipped")
@@ -273,7 +293,7 @@ def _write_compiled(manifest: Manifest, dialect: str) -> None:
     for node in manifest.nodes:
         if node.kind is NodeKind.SEED:
             continue
-        sql = node.sql if dialect == DEFAULT_DIALECT else compiling.transpile(node.sql, dialect)
+        sql = node.sql if dialect == DEFAULT_DIALECT else compiling.transpile(node.sql, dialect, node)
         out = root / node.relpath
         text = (sql + "\n").encode()
         if out.is_file() and out.stat().st_size == len(text) and out.read_bytes() == text:
@@ -301,13 +321,6 @@ def _store_failures_after(con: duckdb.DuckDBPyConnection, tests: TestRun) -> Non
         store_failures(con, tests.stored)
     except duckdb.Error:
         pass  # the build's own error matters more
-
-
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        con.execute("ROLLBACK")
-    except duckdb.Error:
-        pass  # no transaction open: nothing to undo
 
 
 def _write_failed_run(project: Project, run_id: str, built_at: str, started: float, plan: Plan,

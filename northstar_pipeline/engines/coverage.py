@@ -45,17 +45,33 @@ def _aligned_sql(node: CompiledNode) -> str:
 
 def record_coverage(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> None:
     """Store the first and last day the metric's period() expressions take (its day rendering's span)."""
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {COVERAGE.split('.')[0]}")
-    con.execute(f"CREATE TABLE IF NOT EXISTS {COVERAGE} (metric VARCHAR, first_day DATE, last_day DATE)")
-    con.execute(f"DELETE FROM {COVERAGE} WHERE metric = ?", [node.name])
+    _reset_coverage(con, node)
     if not node.coverage_sql:
         return  # no period() call: nothing says which days the rows are about (lint NS012)
-    span = exp.select(
+    con.execute(f"INSERT INTO {COVERAGE} {coverage_span(node).sql('duckdb')}")
+
+
+def coverage_span(node: CompiledNode) -> exp.Select:
+    """SELECT metric, first_day, last_day over the metric's day rendering (an engine may run it elsewhere)."""
+    return exp.select(
         exp.Literal.string(node.name).as_("metric"),
         exp.cast(exp.Min(this=exp.column("period_start", "c")), exp.DataType.Type.DATE).as_("first_day"),
         exp.cast(exp.Max(this=exp.column("period_start", "c")), exp.DataType.Type.DATE).as_("last_day"),
     ).from_(sqlglot.parse_one(node.coverage_sql, read="duckdb").subquery("c"))
-    con.execute(f"INSERT INTO {COVERAGE} {span.sql('duckdb')}")
+
+
+def store_coverage(con: duckdb.DuckDBPyConnection, node: CompiledNode, first_day: date | None,
+                   last_day: date | None) -> None:
+    """The span computed by another engine (Spark), stored where scoring reads it."""
+    _reset_coverage(con, node)
+    if node.coverage_sql:
+        con.execute(f"INSERT INTO {COVERAGE} VALUES (?, ?, ?)", [node.name, first_day, last_day])
+
+
+def _reset_coverage(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> None:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {COVERAGE.split('.')[0]}")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {COVERAGE} (metric VARCHAR, first_day DATE, last_day DATE)")
+    con.execute(f"DELETE FROM {COVERAGE} WHERE metric = ?", [node.name])
 
 
 def data_as_of(con: duckdb.DuckDBPyConnection, metrics: list[str]) -> datetime | None:

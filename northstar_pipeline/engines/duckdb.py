@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import sqlglot
@@ -19,12 +20,16 @@ from northstar_pipeline.engines.incremental import build_incremental
 from northstar_pipeline.errors import ExecutionError
 from northstar_pipeline.project.connection import connect_confined
 from northstar_pipeline.types import (
+    Column,
     CompiledNode,
     Manifest,
     NodeKind,
     NodeResult,
     Target,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def connect(target: Target, read_only: bool = False, reads: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
@@ -98,13 +103,14 @@ def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint
             hint=f"the SQL that ran is in target/compiled/duckdb/{Path(node.relpath).as_posix()}",
         ) from None
     if node.kind is NodeKind.METRIC:
-        _check_one_row_per_period(con, node)
+        check_one_row_per_period(con, node)
         check_aligned(con, node)
         record_coverage(con, node)
     return NodeResult(node.name, node.relation, "success", time.perf_counter() - started, rows, mode=mode)
 
 
-def _check_one_row_per_period(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> None:
+def check_one_row_per_period(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> None:
+    """The metric contract on the built table: one row per (grain, is_to_date, period_start), none NULL."""
     table = exp.table_(node.name, db=node.schema, quoted=True)
     query = (
         exp.select("grain", "period_start", exp.Count(this=exp.Star()).as_("n"))
@@ -132,3 +138,46 @@ def _check_one_row_per_period(con: duckdb.DuckDBPyConnection, node: CompiledNode
 
 def _create_schema(con: duckdb.DuckDBPyConnection, name: str) -> None:
     con.execute(exp.Create(kind="SCHEMA", exists=True, this=exp.to_identifier(name, quoted=True)).sql("duckdb"))
+
+
+class DuckDBEngine:
+    """The engines/base.py interface over the functions above: one connection, one transaction."""
+
+    name = "duckdb"
+
+    relations_in_duckdb = True  # data tests, segments, --defer and orphans read them with DuckDB SQL
+
+    def __init__(self, target: Target, reads: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> None:
+        self.con = connect(target, reads=reads)
+
+    def begin(self) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+
+    def create_sources(self, manifest: Manifest) -> None:
+        create_sources(self.con, manifest)
+
+    def execute_node(self, node: CompiledNode, fingerprint: str = "", full_refresh: bool = False) -> NodeResult:
+        return execute_node(self.con, node, fingerprint, full_refresh)
+
+    def describe(self, node: CompiledNode) -> tuple[Column, ...] | None:
+        rows = self.con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+                                "AND table_name = ? ORDER BY ordinal_position", [node.schema, node.name]).fetchall()
+        return tuple(Column(n, t) for n, t in rows) or None
+
+    def read_table(self, node: CompiledNode) -> pa.Table:
+        return self.con.table(exp.table_(node.name, db=node.schema, quoted=True).sql("duckdb")).to_arrow_table()
+
+    def scoring_connection(self, manifest: Manifest) -> duckdb.DuckDBPyConnection:
+        return self.con  # scoring runs inside the build's transaction
+
+    def commit(self) -> None:
+        self.con.execute("COMMIT")
+
+    def rollback(self) -> None:
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # no transaction open: nothing to undo
+
+    def close(self) -> None:
+        self.con.close()

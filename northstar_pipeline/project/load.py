@@ -6,6 +6,7 @@ steps never see a raw dict.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from northstar_pipeline.types import (
     Project,
     Seed,
     Source,
+    SparkTarget,
     Target,
     TemplateFile,
 )
@@ -218,9 +220,10 @@ def _target(profile: dict, requested: str | None, path: Path, root: Path, lines:
     output = outputs[name] or {}
     if not isinstance(output, dict):
         raise ProjectError(f"target '{name}' must be a mapping", path=rel, line=lines.get(("outputs", name)))
-    if output.get("type", "duckdb") != "duckdb":
-        raise ProjectError(f"target '{name}' has type '{output.get('type')}'; only duckdb runs builds for now",
-                           path=rel, line=lines.get(("outputs", name, "type")))
+    if output.get("type", "duckdb") not in ("duckdb", "spark"):
+        raise ProjectError(f"target '{name}' has type '{output.get('type')}'; builds run on duckdb or spark",
+                           path=rel, line=lines.get(("outputs", name, "type")), hint="set type: duckdb or type: spark")
+    spark = _spark_target(name, output, root, rel, lines) if output.get("type") == "spark" else None
     threads = output.get("threads")
     if threads is not None and (not str(threads).isdigit() or int(threads) < 1):
         raise ProjectError(f"threads must be a positive integer, got '{threads}'", path=rel,
@@ -228,10 +231,38 @@ def _target(profile: dict, requested: str | None, path: Path, root: Path, lines:
     temp = output.get("temp_directory")
     return Target(
         name=name,
-        database=_under(root, output.get("path", f"target/{name}.duckdb")),
+        database=_under(root, output.get("path", f"target/{name}.{'spark.json' if spark else 'duckdb'}")),
         threads=int(threads) if threads is not None else None,
         memory_limit=str(output["memory_limit"]) if output.get("memory_limit") else None,
         temp_directory=_under(root, temp) if temp else None,
+        spark=spark,
+    )
+
+
+def _spark_target(name: str, output: dict, root: Path, rel: Path, lines: dict) -> SparkTarget:
+    """master: local[N] (or a cluster manager) or remote: sc://host:port, a warehouse, conf: {key: value}."""
+    where = ("outputs", name)
+    master, remote = output.get("master"), output.get("remote")
+    if master and remote:
+        raise ProjectError(f"target '{name}' sets both master and remote", path=rel,
+                           line=lines.get((*where, "remote")),
+                           hint="master: local[2] starts Spark here; remote: sc://host:15002 uses a Spark Connect server")
+    if remote and not str(remote).startswith("sc://"):
+        raise ProjectError(f"remote must be a Spark Connect URL sc://host:port, got '{remote}'", path=rel,
+                           line=lines.get((*where, "remote")))
+    if master and not re.fullmatch(r"local(\[(\d+|\*)\])?|(spark|k8s|mesos)://\S+|yarn", str(master)):
+        raise ProjectError(f"master must be local[N], local[*], spark://host:port, k8s://..., or yarn; got '{master}'",
+                           path=rel, line=lines.get((*where, "master")))
+    conf = output.get("conf") or {}
+    if not isinstance(conf, dict) or any(isinstance(v, (dict, list)) for v in conf.values()):
+        raise ProjectError("conf must be a mapping of Spark settings to values", path=rel,
+                           line=lines.get((*where, "conf")), hint="conf: {spark.driver.memory: 2g}")
+    warehouse = str(output.get("warehouse", "target/spark-warehouse"))
+    return SparkTarget(
+        master=str(master) if master else (None if remote else "local[*]"),
+        remote=str(remote) if remote else None,
+        warehouse=warehouse if "://" in warehouse else str(_under(root, warehouse)),
+        conf=tuple(sorted((str(k), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in conf.items())),
     )
 
 
