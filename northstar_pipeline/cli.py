@@ -62,15 +62,18 @@ def compile(project: Any, dialect: str) -> None:
 @click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
               help="target/ of an earlier run, for state:modified and state:new selectors.")
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+@click.option("--allow-shrink", is_flag=True,
+              help="Commit tables that lost more than max_shrink (profiles.yml) of their rows.")
 def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str,
-          state_dir: str | None, full_refresh: bool) -> None:
+          state_dir: str | None, full_refresh: bool, allow_shrink: bool) -> None:
     """Build the selected nodes into DuckDB and publish the scorecard."""
     from northstar_pipeline.present.progress import Reporter
 
     reporter = Reporter(log_format)
     try:
         result = api.build(project, select=parse_selectors(select), exclude=parse_selectors(exclude), report=reporter,
-                           state=load_state(state_dir) if state_dir else None, full_refresh=full_refresh)
+                           state=load_state(state_dir) if state_dir else None, full_refresh=full_refresh,
+                           allow_shrink=allow_shrink)
     finally:
         reporter.close()  # a failed build must not leave the live bar drawn over the error
     if log_format == "text" and result.scorecard_path:
@@ -121,6 +124,10 @@ def lint(project: Any, fmt: str) -> None:
     click.echo(format_findings(findings, fmt))
     if has_errors(findings):
         sys.exit(EXIT_PROJECT)
+    if findings.skipped:  # the data rules could not run: not a pass
+        click.echo(click.style("error: ", fg="red", bold=True) + f"data rules could not run: {findings.skipped}",
+                   err=True)
+        sys.exit(findings.skipped_code)
 
 
 @cli.command()
@@ -218,6 +225,11 @@ def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None) -> 
     click.echo(render_scorecard(card, grain=grain, fmt=fmt, period=period, project=project.name))
 
 
+def _json_logs(argv: list[str]) -> bool:
+    """`--log-format json` was asked for: errors are then JSON events on the same stream."""
+    return "--log-format=json" in argv or any(a == "--log-format" and b == "json" for a, b in zip(argv, argv[1:]))
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     try:
@@ -225,7 +237,12 @@ def main() -> None:
     except NorthstarError as error:
         if debug:
             traceback.print_exc()
-        click.echo(click.style("error: ", fg="red", bold=True) + str(error), err=True)
+        if _json_logs(sys.argv):
+            from northstar_pipeline.present.progress import error_record
+
+            click.echo(json.dumps(error_record(error), default=str), err=True)  # the log stream stays JSON lines
+        else:
+            click.echo(click.style("error: ", fg="red", bold=True) + str(error), err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

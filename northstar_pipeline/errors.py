@@ -14,12 +14,14 @@ EXIT_PROJECT = 1  # the project is wrong: templates, SQL, config, profiles, tree
 EXIT_USAGE = 2  # the command line is wrong (click uses 2 as well)
 EXIT_DATA = 3  # the data or the engine failed: missing source data, runtime SQL error, publish
 EXIT_LOCKED = 4  # another build holds the project's lock
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT); the build's transaction was rolled back
 
 
 class NorthstarError(Exception):
     """A user error with a location in a file the user wrote."""
 
     exit_code = EXIT_PROJECT
+    node: str | None = None  # the node being built when it failed, set by the pipeline (run_results, JSON logs)
 
     def __init__(
         self,
@@ -93,6 +95,12 @@ class LockedError(NorthstarError):
     """Another build of the same project is running."""
 
     exit_code = EXIT_LOCKED
+
+
+class BuildInterrupted(NorthstarError):
+    """Ctrl-C (SIGINT) during a build: DuckDB stopped the statement, the transaction rolled back."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class UsageError(NorthstarError):

@@ -57,6 +57,7 @@ class Target:
     threads: int | None = None
     memory_limit: str | None = None
     temp_directory: Path | None = None
+    line: int | None = None  # of its path in profiles.yml, for errors about the database file
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class Project:
     macros: tuple[TemplateFile, ...]
     target_dir: Path
     scorecard_path: Path
+    max_shrink: float = 0.5  # the share of its rows a built table may lose before the build stops
 
     @property
     def var_map(self) -> dict[str, Any]:
