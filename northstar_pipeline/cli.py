@@ -74,9 +74,11 @@ def compile(project: Any, dialect: str) -> None:
               help="Read unselected upstream tables this database lacks from the --state run's database.")
 @click.option("--keep-orphans", is_flag=True,
               help="Keep (and list) relations of nodes the project no longer has, instead of dropping them.")
+@click.option("--allow-shrink", is_flag=True,
+              help="Commit tables that lost more than max_shrink (profiles.yml) of their rows.")
 def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_format: str,
           state_dir: str | None, full_refresh: bool, store_failures: bool, fail_on: tuple[str, ...],
-          fail_on_stale: bool, defer: bool = False, keep_orphans: bool = False) -> None:
+          fail_on_stale: bool, defer: bool = False, keep_orphans: bool = False, allow_shrink: bool = False) -> None:
     """Build the selected nodes into DuckDB and publish the scorecard."""
     from northstar_pipeline.present.progress import Reporter
 
@@ -89,7 +91,8 @@ def build(project: Any, select: tuple[str, ...], exclude: tuple[str, ...], log_f
         result = api.build(project, select=parse_selectors(select), exclude=parse_selectors(exclude), report=reporter,
                            state=load_state(state_dir) if state_dir else None, full_refresh=full_refresh,
                            store_failures=store_failures,
-                           defer=api.state_database(state_dir) if defer else None, keep_orphans=keep_orphans)
+                           defer=api.state_database(state_dir) if defer else None, keep_orphans=keep_orphans,
+                           allow_shrink=allow_shrink)
     finally:
         reporter.close()  # a failed build must not leave the live bar drawn over the error
     if log_format == "text" and result.scorecard_path:
@@ -227,6 +230,10 @@ def lint(project: Any, fmt: str) -> None:
     click.echo(format_findings(findings, fmt))
     if has_errors(findings):
         sys.exit(EXIT_PROJECT)
+    if findings.skipped:  # the data rules could not run: not a pass
+        click.echo(click.style("error: ", fg="red", bold=True) + f"data rules could not run: {findings.skipped}",
+                   err=True)
+        sys.exit(findings.skipped_code)
 
 
 @cli.command()
@@ -469,6 +476,11 @@ def _segment_card(project: Any, segment: str) -> Any:
     return segment_card(api.read_scorecard(project), read_segments(project, required=True), segment)
 
 
+def _json_logs(argv: list[str]) -> bool:
+    """`--log-format json` was asked for: errors are then JSON events on the same stream."""
+    return "--log-format=json" in argv or any(a == "--log-format" and b == "json" for a, b in zip(argv, argv[1:]))
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     try:
@@ -476,7 +488,12 @@ def main() -> None:
     except NorthstarError as error:
         if debug:
             traceback.print_exc()
-        click.echo(click.style("error: ", fg="red", bold=True) + str(error), err=True)
+        if _json_logs(sys.argv):
+            from northstar_pipeline.present.progress import error_record
+
+            click.echo(json.dumps(error_record(error), default=str), err=True)  # the log stream stays JSON lines
+        else:
+            click.echo(click.style("error: ", fg="red", bold=True) + str(error), err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

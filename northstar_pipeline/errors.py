@@ -17,12 +17,14 @@ EXIT_LOCKED = 4  # another build holds the project's lock
 EXIT_ALERT = 5  # build --fail-on: published, but a guardrail is breached or the North Star is red
 EXIT_TEST = 7  # a data test of severity error failed: fix the data or the model, not a retry
 EXIT_HEAD_BROKEN = 6  # northstar diff wrote its report, and the head side does not compile or build
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT); the build's transaction was rolled back
 
 
 class NorthstarError(Exception):
     """A user error with a location in a file the user wrote."""
 
     exit_code = EXIT_PROJECT
+    node: str | None = None  # the node being built when it failed, set by the pipeline (run_results, JSON logs)
 
     def __init__(
         self,
@@ -96,6 +98,12 @@ class LockedError(NorthstarError):
     """Another build of the same project is running."""
 
     exit_code = EXIT_LOCKED
+
+
+class BuildInterrupted(NorthstarError):
+    """Ctrl-C (SIGINT) during a build: DuckDB stopped the statement, the transaction rolled back."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class UsageError(NorthstarError):

@@ -69,6 +69,7 @@ class Target:
     memory_limit: str | None = None
     temp_directory: Path | None = None
     spark: SparkTarget | None = None
+    line: int | None = None  # of its path in profiles.yml, for errors about the database file
 
     @property
     def engine(self) -> str:
@@ -132,6 +133,7 @@ class Project:
     history_path: Path | None = None  # None: <target_dir>/history (build/history.py)
     history_keep_days: int | None = None  # None: keep every build's scorecard
     bi_path: Path | None = None  # None: <target_dir>/bi.duckdb (build/bi.py)
+    max_shrink: float = 0.5  # the share of its rows a built table may lose before the build stops
 
     @property
     def var_map(self) -> dict[str, Any]:

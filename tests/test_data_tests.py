@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from test_errors import edit, line_of, run_cli
+from test_errors import line_of, run_cli
 
 from northstar_pipeline.errors import EXIT_OK, EXIT_PROJECT, EXIT_TEST
 from northstar_pipeline.project.datatests import DataTest, parse_test_config

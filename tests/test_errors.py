@@ -157,7 +157,9 @@ def test_failed_run_is_recorded(demo_project: Path) -> None:
     run_cli(demo_project, "build")
     record = json.loads((demo_project / "target" / "run_results.json").read_text())
     assert record["status"] == "error" and "one row per period" in record["error"]
-    assert {r["status"] for r in record["results"]} == {"rolled_back"}
+    # Nothing is kept: the failed node is `error`, those built before it `rolled_back`, the rest `skipped`.
+    assert {r["status"] for r in record["results"]} == {"rolled_back", "error", "skipped"}
+    assert [r["name"] for r in record["results"] if r["status"] == "error"] == ["items_per_order"]
 
 
 def test_a_second_build_waits_for_no_one(demo_project: Path) -> None:

@@ -139,7 +139,8 @@ def test_pointed_at_another_lake_it_rebuilds_in_full(nightly, tmp_path: Path) ->
     other = tmp_path / "other-lake" / "events"
     for partition in later:  # a different lake: only the later partitions
         shutil.copytree(partition, other / partition.name)
-    result = run_cli(project, "build", "--vars", f"{{events_path: {other}}}")
+    # A smaller lake on purpose: the shrink guard (tests/test_guards.py) is told it is expected.
+    result = run_cli(project, "build", "--vars", f"{{events_path: {other}}}", "--allow-shrink")
     assert result.returncode == 0, result.stderr
     assert modes(project)["stg_events"] == "full"
     expected = duckdb.connect().execute("SELECT count(DISTINCT event_id) FROM read_parquet($g, hive_partitioning = true)",

@@ -5,7 +5,6 @@ then the nightly (incremental) build runs; every night equals a --full-refresh b
 from __future__ import annotations
 
 import datetime
-import json
 import shutil
 from pathlib import Path
 

@@ -62,7 +62,7 @@ def test_a_broken_head_still_writes_the_report_with_the_error(repo: Path, tmp_pa
         text = out.read_text()
         line = next(n for n, t in enumerate((repo / "metrics/items_per_order.sql").read_text().splitlines(), 1)
                     if "itemz" in t)
-        assert f"### Head (`HEAD (" in text and "does not compile" in text
+        assert "### Head (`HEAD (" in text and "does not compile" in text
         assert f"`metrics/items_per_order.sql:{line}:" in text and "unknown column 'itemz'" in text
         assert "hint: did you mean 'items'?" in text
         # the definitions that changed are still listed, with what reads them (from the side that compiles)

@@ -25,6 +25,7 @@ from sqlglot import exp
 
 from northstar_pipeline.build import pipeline
 from northstar_pipeline.project.connection import connect_confined
+from northstar_pipeline.errors import EXIT_DATA, EXIT_LOCKED
 from northstar_pipeline.tree import score
 from northstar_pipeline.tree.tree import Tree, TreeMetric, build_tree
 from northstar_pipeline.types import Manifest, MetricKind, Project
@@ -102,10 +103,17 @@ class Findings(tuple[Finding, ...]):
     """
 
     notes: tuple[str, ...]
+    # Why the data rules could not run on a build that exists (locked, unreadable, last build failed),
+    # and the exit code that says so: lint then never reports "0 errors" as if they had passed.
+    skipped: str | None
+    skipped_code: int
 
-    def __new__(cls, findings: Iterable[Finding] = (), notes: Iterable[str] = ()) -> Findings:
+    def __new__(cls, findings: Iterable[Finding] = (), notes: Iterable[str] = (), skipped: str | None = None,
+                skipped_code: int = 0) -> Findings:
         self = super().__new__(cls, findings)
         self.notes = tuple(notes)
+        self.skipped = skipped
+        self.skipped_code = skipped_code
         return self
 
 
@@ -120,12 +128,16 @@ def lint_project(project: Project, *, repo_dir: Path | None = None, revision: st
     findings = [f for check in _TREE_CHECKS for f in check(tree)]
     history, history_notes = nsm_history_findings(project, tree, repo_dir, revision)
     findings += history
-    data_findings, notes = _data_findings(project, manifest, tree)
+    skipped = _last_build_failed(project)
+    data_findings, notes = ([], []) if skipped else _data_findings(project, manifest, tree)
+    if not skipped and (unreadable := _unreadable(notes)):
+        skipped = unreadable
     findings += data_findings
     notes += history_notes
     notes += _unknown_ignores(tree)
     silenced = [_silence(f, tree) for f in findings]
-    return Findings(sorted(silenced, key=_sort_key), notes)
+    return Findings(sorted(silenced, key=_sort_key), notes, skipped=skipped[0] if skipped else None,
+                    skipped_code=skipped[1] if skipped else 0)
 
 
 def has_errors(findings: Iterable[Finding]) -> bool:
@@ -136,7 +148,7 @@ def has_errors(findings: Iterable[Finding]) -> bool:
 def format_findings(findings: Iterable[Finding], fmt: str) -> str:
     """'text': one `path:line: severity RULE message` line per finding and a summary; 'json': a list."""
     notes = getattr(findings, "notes", ())
-    findings = tuple(findings)
+    findings_in, findings = findings, tuple(findings)
     if fmt == "json":
         return json.dumps([_as_json(f) for f in findings], indent=2)
     if fmt != "text":
@@ -148,6 +160,8 @@ def format_findings(findings: Iterable[Finding], fmt: str) -> str:
     summary = f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}"
     if len(active) < len(findings):
         summary += f", {len(findings) - len(active)} silenced"
+    if getattr(findings_in, "skipped", None):
+        summary += f"; data rules {', '.join(DATA_RULES)} NOT CHECKED: {findings_in.skipped}"
     lines.append(summary)
     lines += [f"note: {note}" for note in notes]
     return "\n".join(lines)
@@ -400,6 +414,31 @@ def nsm_history_findings(project: Project, tree: Tree, repo_dir: Path | None,
 
 
 # -- data rules ------------------------------------------------------------------------------------
+
+
+def _last_build_failed(project: Project) -> tuple[str, int] | None:
+    """After a failed build the database holds the build before it: checking it would vouch for old data."""
+    path = project.target_dir / "run_results.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # no run recorded: the database (if any) is all there is
+    statuses = {r.get("status") for r in record.get("results", [])}
+    if record.get("status") != "error" or "success_unpublished" in statuses:
+        return None  # past the commit the tables are this build's own
+    return (f"the last build (run {record.get('run_id')}) failed, so {project.relative(project.target.database).as_posix()} "
+            "still holds the build before it; fix the build, rerun it, then lint", EXIT_DATA)
+
+
+def _unreadable(notes: list[str]) -> tuple[str, int] | None:
+    """A database that exists but cannot be read (another build holds it, or it is stale) is no pass."""
+    for note in notes:
+        if "skipped: cannot open" in note or "cannot be read" in note:
+            reason = note.split("skipped: ", 1)[1]
+            locked = "lock" in note.lower()
+            hint = "another build holds it; lint again when it is done" if locked else "rebuild, then lint"
+            return f"{reason} ({hint})", EXIT_LOCKED if locked else EXIT_DATA
+    return None
 
 
 def _data_findings(project: Project, manifest: Manifest, tree: Tree) -> tuple[list[Finding], list[str]]:

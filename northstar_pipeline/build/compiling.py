@@ -8,6 +8,7 @@ schema is exactly what its projection will produce.
 
 from __future__ import annotations
 
+import csv
 import graphlib
 import hashlib
 from collections.abc import Iterable
@@ -17,7 +18,7 @@ from difflib import get_close_matches
 import duckdb
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import OptimizeError, ParseError
+from sqlglot.errors import OptimizeError, ParseError, TokenError
 from sqlglot.optimizer.qualify import qualify
 
 from northstar_pipeline.build.cache import CompileCache, cache_key
@@ -25,9 +26,10 @@ from northstar_pipeline.build.confine import check_reads
 from northstar_pipeline.build.dimensions import KEEP_TABLE, KEEP_TABLE_COLUMNS, compile_segments, load_dimensions
 from northstar_pipeline.build.render import REF_SCHEMA
 from northstar_pipeline.engines.transpile import transpile_sql
-from northstar_pipeline.errors import CompileError
+from northstar_pipeline.errors import CompileError, UsageError
 from northstar_pipeline.project.connection import connect_confined
 from northstar_pipeline.project.sources import describe_sources
+from northstar_pipeline.project.values import read_text
 from northstar_pipeline.sql import union_all
 from northstar_pipeline.tree.levels import metric_level
 from northstar_pipeline.types import (
@@ -179,6 +181,7 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
         columns = METRIC_TABLE_COLUMNS
     else:
         columns = shadow.describe(sql, _reads(node, schemas), node)
+        _check_unique_columns(columns, node, selects[0])
     incremental_sql = _compile_batch(batch, node, schemas, shadow, columns, template_lines) if batch else ""
     return CompiledNode(
         name=node.name,
@@ -202,6 +205,31 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
         segment_sql=segment_sql,
         ast=final,
     )
+
+
+def _check_unique_columns(columns: tuple[Column, ...], node: RenderedNode,
+                          select: tuple[RenderedQuery, exp.Query]) -> None:
+    """A model's columns become a table's: DuckDB names are case-insensitive and must be unique."""
+    seen: set[str] = set()
+    for column in columns:
+        if column.name.lower() in seen:
+            query, ast = select
+            raise CompileError(
+                f"column '{column.name}' is selected twice",
+                path=node.relpath, line=_repeat_line(ast, column.name.lower(), query),
+                hint=f"drop one, or give it another name: ... AS {column.name}_2",
+            )
+        seen.add(column.name.lower())
+
+
+def _repeat_line(ast: exp.Query, name: str, query: RenderedQuery) -> int | None:
+    """The line of the second projection named `name` (the repeat), else the select's."""
+    select = ast if isinstance(ast, exp.Select) else next(ast.find_all(exp.Select), None)
+    same = [p for p in (select.expressions if select else []) if p.alias_or_name.lower() == name]
+    for identifier in (same[1].find_all(exp.Identifier) if len(same) > 1 else ()):
+        if identifier.meta.get("line"):
+            return query.template_line(identifier.meta["line"])
+    return _select_line(ast, query)
 
 
 def _check_no_self_read(ast: exp.Query, node: RenderedNode, query: RenderedQuery, schemas: dict[str, str]) -> None:
@@ -310,6 +338,14 @@ def _parse(node: RenderedNode, query: RenderedQuery, template_lines: list[str]) 
             col=_template_col(query, line, col - len(error.get("highlight") or "x") + 1 if col else None, template_lines),
             hint=f"near '{error.get('highlight', '')}'" if error.get("highlight") else None,
         ) from None
+    except TokenError:
+        line = _token_error_line(query.sql)
+        raise CompileError(
+            "SQL syntax error: a string or quoted identifier is not closed",
+            path=node.relpath,
+            line=query.template_line(line) if line else None,
+            hint="close the ' of a string or the \" of a quoted identifier on this line",
+        ) from None
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         raise CompileError(
             f"expected exactly one SELECT, found {len(statements)} statement(s)",
@@ -320,14 +356,27 @@ def _parse(node: RenderedNode, query: RenderedQuery, template_lines: list[str]) 
     return statements[0]
 
 
+def _token_error_line(sql: str) -> int | None:
+    """The line the tokenizer fails from: the first line after the longest prefix that tokenizes."""
+    tokenizer = sqlglot.Dialect.get_or_raise("duckdb").tokenizer_class()
+    lines = sql.splitlines(keepends=True)
+    for count in range(len(lines) - 1, -1, -1):
+        try:
+            tokenizer.tokenize("".join(lines[:count]))
+        except TokenError:
+            continue
+        return count + 1
+    return None
+
+
 def _resolve_tables(ast: exp.Query, node: RenderedNode, query: RenderedQuery, schemas: dict[str, str],
                     sources: set[tuple[str, str]], template_lines: list[str]) -> exp.Query:
     ctes = {cte.alias_or_name for cte in ast.find_all(exp.CTE)}
     for table in list(ast.find_all(exp.Table)):
         if not table.name:
             continue  # table functions such as range(); columns come from their own aliases
-        if table.db == REF_SCHEMA:
-            table.set("db", exp.to_identifier(schemas[table.name], quoted=True))
+        if table.db == REF_SCHEMA:  # a seed has no rendered node: its schema is `seeds`
+            table.set("db", exp.to_identifier(schemas.get(table.name, "seeds"), quoted=True))
         elif (table.db, table.name) in sources or (not table.db and table.name in ctes):
             continue
         else:
@@ -459,7 +508,31 @@ def _create_shadow_table(shadow: duckdb.DuckDBPyConnection, schema: str, name: s
     shadow.execute(exp.Create(kind="TABLE", this=table, replace=True).sql("duckdb"))
 
 
+def _check_seed_rows(seed: Seed, project: Project) -> None:
+    """Every row has the header's number of fields; DuckDB's sniffer would otherwise guess a shape silently."""
+    rel = project.relative(seed.path)
+    reader = csv.reader(read_text(seed.path, rel).splitlines())
+    header = next(reader, None)
+    if not header:
+        raise CompileError("seed is empty: it needs a header row", path=rel, line=1,
+                           hint="write the column names on the first line, e.g. metric,grain,period_start,target")
+    for row in reader:
+        if row and len(row) != len(header):
+            raise CompileError(f"row has {len(row)} fields, the header has {len(header)} ({', '.join(header)})",
+                               path=rel, line=reader.line_num,
+                               hint="give every row one value per header column (quote values that contain commas)")
+
+
+def check_dialect(dialect: str) -> None:
+    """An unknown --dialect is a command-line error, found before any work."""
+    try:
+        sqlglot.Dialect.get_or_raise(dialect)
+    except ValueError as exc:
+        raise UsageError(f"--dialect: {exc}", hint="e.g. --dialect spark, snowflake, bigquery, postgres, trino") from None
+
+
 def _describe_seed(seed: Seed, project: Project) -> tuple[Column, ...]:
+    _check_seed_rows(seed, project)
     con = connect_confined(files=[seed.path])
     try:
         relation = con.read_csv(str(seed.path), header=True)

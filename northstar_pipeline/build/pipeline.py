@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 import duckdb
 
-from northstar_pipeline.build import compiling
+from northstar_pipeline.build import compiling, guards
 from northstar_pipeline.build.bi import publish_bi
 from northstar_pipeline.build.cache import CompileCache
 from northstar_pipeline.build.datatests import TestRun, prepare_tests, store_failures
@@ -30,6 +30,7 @@ from northstar_pipeline.build.publish import (
     SCORECARD_TABLE,
     VALIDATION_TABLE,
     manifest_payload,
+    publish_scorecard,
     run_results_payload,
     write_json,
     write_table,
@@ -43,6 +44,7 @@ from northstar_pipeline.engines.base import Engine
 from northstar_pipeline.engines.incremental import lineage_fingerprints
 from northstar_pipeline.engines.select import open_engine
 from northstar_pipeline.errors import (
+    BuildInterrupted,
     ExecutionError,
     FormulaError,
     NorthstarError,
@@ -85,6 +87,7 @@ def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ
 
     ``as_of`` overrides the as-of the sources give (the build passes the one the data covers when they give none).
     """
+    compiling.check_dialect(dialect)
     source_columns = describe_sources(project)  # first: a clear error when a source has no data
     as_of = as_of or resolve_as_of(project, source_columns)  # from the footers' statistics where they are exact
     cache = CompileCache(project.target_dir / ".cache" / "compile.json")
@@ -92,6 +95,7 @@ def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ
     manifest = replace(compiling.compile_project(project, rendered, cache, source_columns), as_of=as_of)
     cache.save()
     build_tree(manifest)  # the tree's own rules (formulas name their formula children) are compile errors
+    guards.check_database_name(manifest)
     _write_compiled(manifest, DEFAULT_DIALECT)
     if dialect != DEFAULT_DIALECT:
         _write_compiled(manifest, dialect)
@@ -111,6 +115,7 @@ def build(
     store_failures: bool = False,
     defer: Path | None = None,
     keep_orphans: bool = False,
+    allow_shrink: bool = False,
 ) -> RunResult:
     """Compile, execute the selected nodes in one transaction, then publish the scorecard.
 
@@ -118,14 +123,15 @@ def build(
     node's data tests run right after it; ``store_failures`` keeps every test's failing rows.
     ``defer`` (an earlier run's DuckDB file) supplies unselected upstream tables this database
     lacks (build/upstream.py); relations of nodes the project no longer has are dropped unless
-    ``keep_orphans`` (build/orphans.py).
+    ``keep_orphans`` (build/orphans.py). ``allow_shrink`` commits tables that lost more than the
+    project's max_shrink of their rows (build/guards.py).
     """
     report = report or (lambda event, payload: None)
     with project_lock(project, "build"):  # the lock's sidecar names this process for `northstar status`
         started = time.perf_counter()
         try:
             return _build_locked(project, select, exclude, report, environ, state, full_refresh, store_failures,
-                                  defer, keep_orphans)
+                                  defer, keep_orphans, allow_shrink)
         except NorthstarError as error:
             if not getattr(error, "run_logged", False):  # failed before executing (compile, plan): log it too
                 built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
@@ -137,7 +143,7 @@ def build(
 def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple[Selector, ...], report: Reporter,
                   environ: Mapping[str, str] | None, state: Mapping[str, str] | None,
                   full_refresh: bool = False, keep_failures: bool = False, defer: Path | None = None,
-                  keep_orphans: bool = False) -> RunResult:
+                  keep_orphans: bool = False, allow_shrink: bool = False) -> RunResult:
     started = time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
@@ -152,6 +158,7 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     plan = plan_layers(manifest, select, exclude, state)
     report("plan", {"nodes": len(plan.nodes), "layers": len(plan.layers)})
     tests = prepare_tests(manifest, plan, report, keep_failures)
+    guards.check_sources_not_empty(manifest, {d for n in plan.nodes for d in n.depends_on})  # before any write
     engine = open_engine(project.target, reads=project_reads(project))
     # Steps that read the built relations with DuckDB SQL (data tests, segments, --defer, orphans) run
     # where the relations are DuckDB's; on Spark they are skipped or refused (README "Running on Spark").
@@ -166,7 +173,10 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
         if local:
             con = engine.scoring_connection(manifest)
             report("deferred", {"relations": prepare_upstream(con, manifest, {n.name for n in plan.nodes}, defer)})
+        before = guards.count_existing(con, plan.nodes) if local else {}
         results = execute_plan(engine, manifest, plan, report, full_refresh, tests if local else None)
+        if local and not allow_shrink:  # a broken export must not wipe the tree (Spark: not checked yet)
+            guards.check_shrink(before, results, plan.nodes, project.max_shrink)
         if not local:
             tests.skip_pending("data tests run on DuckDB targets; a Spark build skips them (README)")
         tests.raise_for_errors(results)  # before scoring: an error-severity failure publishes nothing
@@ -188,7 +198,7 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
         if local:
             store_failures(con, tests.stored)
         if rows:
-            write_table(con, SCORECARD_TABLE, project.scorecard_path)
+            publish_scorecard(con, SCORECARD_TABLE, project.scorecard_path, built_at, run_id)
             write_table(con, VALIDATION_TABLE, project.target_dir / "tree_validation.parquet")
             if local:
                 publish_segments(con, project, segment_rows)
@@ -208,6 +218,14 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     except duckdb.Error as exc:
         engine.rollback()
         raise ExecutionError(f"DuckDB failed: {str(exc).strip().splitlines()[0]}") from None
+    except (KeyboardInterrupt, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not is_interrupt(exc):
+            raise  # a bug: keep its traceback
+        engine.rollback()
+        error = BuildInterrupted("interrupted (Ctrl-C): the build's transaction was rolled back",
+                                 hint="the last good tables and scorecard are kept; run the build again")
+        _write_failed_run(project, run_id, built_at, started, plan, error, tests=tests)
+        raise error from None
     finally:
         engine.close()
     result = RunResult(run_id, built_at, results, project.scorecard_path if rows else None, rows,
@@ -258,7 +276,19 @@ def execute_plan(engine: Engine, manifest: Manifest, plan: Plan, report: Reporte
                                         "total": total, "status": "skipped"})
                 continue
             report("node_start", {"node": node.name, "relation": node.relation, "index": len(results) + 1, "total": total})
-            result = engine.execute_node(node, fingerprints.get(node.name, ""), full_refresh)
+            try:
+                result = engine.execute_node(node, fingerprints.get(node.name, ""), full_refresh)
+            except (KeyboardInterrupt, RuntimeError) as exc:
+                if isinstance(exc, RuntimeError) and not is_interrupt(exc):
+                    raise  # a bug: keep its traceback
+                error = BuildInterrupted(f"interrupted (Ctrl-C) while building {node.relation}: the build's "
+                                         "transaction was rolled back", path=node.relpath, line=node.line,
+                                         hint="the last good tables and scorecard are kept; run the build again")
+                error.node = node.name
+                raise error from None
+            except NorthstarError as error:
+                error.node = node.name  # run_results.json and the JSON log name the node that failed
+                raise
             results.append(result)
             report("node_done", {"node": node.name, "relation": node.relation, "index": len(results), "total": total,
                                  "rows": result.rows, "seconds": round(result.seconds, 3), "status": result.status,
@@ -323,12 +353,31 @@ def _store_failures_after(con: duckdb.DuckDBPyConnection, tests: TestRun) -> Non
         pass  # the build's own error matters more
 
 
+def is_interrupt(exc: BaseException) -> bool:
+    """DuckDB turns SIGINT into RuntimeError('Query interrupted') (or InterruptException)."""
+    return isinstance(exc, duckdb.InterruptException) or "interrupted" in str(exc).lower()
+
+
 def _write_failed_run(project: Project, run_id: str, built_at: str, started: float, plan: Plan,
                       error: NorthstarError, node_status: str = "rolled_back", tests: TestRun | None = None) -> None:
-    """Record a failed run; before the commit the transaction rolled back, so no node of it is kept."""
+    """Record a failed run; before the commit the transaction rolled back, so no node of it is kept.
+
+    The node that failed is `error`; those built before it `rolled_back`; those after it `skipped`
+    (also those downstream of a failed error-severity data test).
+    """
     skipped = {r.name for r in getattr(error, "node_results", ()) if r.status == "skipped"}
-    results = tuple(NodeResult(n.name, n.relation, "skipped" if n.name in skipped else node_status, 0.0, None)
-                    for n in plan.nodes)
+    order = [n for layer in plan.layers for n in layer.nodes]
+    failed = next((i for i, n in enumerate(order) if n.name == getattr(error, "node", None)), None)
+
+    def status(index: int, node: CompiledNode) -> str:
+        if node.name in skipped:
+            return "skipped"
+        if failed is None or index < failed or (index > failed and isinstance(error, guards.ShrinkError)):
+            return node_status  # a shrink is found after every node ran: the others were rolled back
+        return "error" if index == failed else "skipped"
+
+    results = tuple(NodeResult(n.name, n.relation, status(i, n), 0.0, None,
+                               message=error.message if i == failed else "") for i, n in enumerate(order))
     result = RunResult(run_id, built_at, results, None, 0, time.perf_counter() - started, error=str(error),
                        tests=tuple(r.payload() for r in tests.results) if tests else ())
     append_run(project.target_dir, result)

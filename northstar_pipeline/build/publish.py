@@ -36,6 +36,53 @@ def write_table(con: duckdb.DuckDBPyConnection, table_name: str, path: Path) -> 
         pq.write_table(table, tmp, compression="zstd")
 
 
+KEEP_VERSIONS = 10  # immutable versions kept beside the stable path; older ones are removed
+
+
+def publish_scorecard(con: duckdb.DuckDBPyConnection, table_name: str, path: Path, built_at: str, run_id: str) -> Path:
+    """Publish a new immutable version, then point the stable path and `latest` at it.
+
+    - `<dir>/<stem>/v-<built_at>-<run_id>.parquet` is written once (temp file + rename) and never
+      rewritten: a reader holding its name can open it any number of times and read the same bytes.
+    - `<dir>/<stem>/latest` holds that file's name (replaced atomically): readers that open a path
+      more than once (pyarrow.parquet.read_table opens it twice and reads pages at the offsets of the
+      footer it read first) resolve `latest` once and read the version, which cannot change under them.
+    - the stable path (`target/scorecard.parquet`) becomes a new hard link to the version, renamed
+      over the old name: each open sees one whole version (a reader with the old one open keeps it).
+    """
+    versions = path.with_suffix("")
+    stamp = built_at.replace("-", "").replace(":", "")
+    version = versions / f"v-{stamp}-{run_id}.parquet"
+    write_table(con, table_name, version)
+    try:
+        link = path.parent / f".{path.name}.{run_id}.link"
+        link.unlink(missing_ok=True)
+        try:
+            os.link(version, link)
+        except OSError:  # no hard links here (some network file systems): a copy, swapped in the same way
+            write_table(con, table_name, path)
+        else:
+            os.replace(link, path)
+    except OSError as exc:
+        raise PublishError(f"cannot write {path}: {exc}", hint="check the directory exists and is writable") from None
+    with atomic_path(versions / "latest") as tmp:
+        tmp.write_text(version.name + "\n")
+    _prune_versions(versions, keep=KEEP_VERSIONS)
+    return version
+
+
+def latest_version(path: Path) -> Path:
+    """The newest published version of the scorecard at `path` (what `latest` names)."""
+    versions = path.with_suffix("")
+    return versions / (versions / "latest").read_text().strip()
+
+
+def _prune_versions(versions: Path, keep: int) -> None:
+    """Remove all but the newest `keep` versions (names sort by build time; a reader's open file survives)."""
+    for old in sorted(versions.glob("v-*.parquet"))[:-keep]:
+        old.unlink(missing_ok=True)
+
+
 def write_json(path: Path, payload: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")

@@ -247,8 +247,8 @@ def _period_function(grain: Grain) -> Callable[[str], str]:
     def period(expression: str) -> str:
         try:
             column = sqlglot.parse_one(str(expression), read="duckdb")
-        except sqlglot.errors.ParseError as exc:
-            raise TemplateCallError(f"period() needs a SQL expression, got {expression!r}: {exc.errors[0]['description']}") from None
+        except sqlglot.errors.SqlglotError as exc:  # TokenError too: an unclosed quote
+            raise TemplateCallError(f"period() needs a SQL expression, got {expression!r}: {_sqlglot_reason(exc)}") from None
         truncated = exp.TimestampTrunc(this=column, unit=exp.var(grain.value.upper()))
         return exp.cast(truncated, exp.DataType.Type.DATE).sql("duckdb")
 
@@ -266,14 +266,19 @@ def _to_date_period_function(grain: Grain, as_of: datetime) -> Callable[[str], s
     def period(expression: str) -> str:
         try:
             column = sqlglot.parse_one(str(expression), read="duckdb")
-        except sqlglot.errors.ParseError as exc:
-            raise TemplateCallError(f"period() needs a SQL expression, got {expression!r}: {exc.errors[0]['description']}") from None
+        except sqlglot.errors.SqlglotError as exc:  # TokenError too: an unclosed quote
+            raise TemplateCallError(f"period() needs a SQL expression, got {expression!r}: {_sqlglot_reason(exc)}") from None
         low = exp.cast(exp.Literal.string(start.isoformat()), exp.DataType.Type.TIMESTAMP)
         high = exp.cast(exp.Literal.string(end.isoformat(sep=" ")), exp.DataType.Type.TIMESTAMP)
         inside = exp.and_(exp.GTE(this=column.copy(), expression=low), exp.LTE(this=column.copy(), expression=high))
         return exp.Case(ifs=[exp.If(this=inside, true=exp.cast(exp.Literal.string(start.isoformat()), exp.DataType.Type.DATE))]).sql("duckdb")
 
     return period
+
+
+def _sqlglot_reason(exc: sqlglot.errors.SqlglotError) -> str:
+    errors = getattr(exc, "errors", None)
+    return errors[0]["description"] if errors else "a string or quoted identifier is not closed"
 
 
 def _line_map(template: str, rendered: str) -> tuple[int, ...]:

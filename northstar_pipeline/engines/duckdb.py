@@ -7,9 +7,11 @@ statement, so nodes run one after another.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import duckdb
 import sqlglot
@@ -17,7 +19,7 @@ from sqlglot import exp
 
 from northstar_pipeline.engines.coverage import check_aligned, record_coverage
 from northstar_pipeline.engines.incremental import build_incremental
-from northstar_pipeline.errors import ExecutionError
+from northstar_pipeline.errors import ExecutionError, LockedError, ProjectError
 from northstar_pipeline.project.connection import connect_confined
 from northstar_pipeline.types import (
     Column,
@@ -42,15 +44,78 @@ def connect(target: Target, read_only: bool = False, reads: tuple[tuple[str, ...
         config["memory_limit"] = target.memory_limit
     if target.temp_directory:
         config["temp_directory"] = str(target.temp_directory)
-    if not read_only:
-        target.database.parent.mkdir(parents=True, exist_ok=True)
     try:
         # Sources are scanned by several nodes (three times by the demo's dedupe): keep Parquet footers cached.
         return connect_confined(target.database, directories=reads[0], files=reads[1], read_only=read_only,
                                 config=config, settings={"parquet_metadata_cache": True})
+    except duckdb.IOException as exc:
+        if is_lock_conflict(exc):  # the file's own lock: a build whose lock file was deleted still holds it
+            raise LockedError(f"another process holds the DuckDB database {target.database}: {_first_line(exc)}",
+                              hint="wait for the other build to finish (a DuckDB file has one writer); "
+                                   "if none runs, close the program that has the file open") from None
+        raise ExecutionError(f"cannot open DuckDB database {target.database}: {_first_line(exc)}",
+                             hint="check the file is a DuckDB database and its folder is writable") from None
     except duckdb.Error as exc:
-        raise ExecutionError(f"cannot open DuckDB database {target.database}: {str(exc).splitlines()[0]}",
-                             hint="another process may hold it open; a DuckDB file has one writer") from None
+        raise ExecutionError(f"cannot open DuckDB database {target.database}: {_first_line(exc)}",
+                             hint="check the target's settings in profiles.yml") from None
+    except OSError as exc:
+        raise ProjectError(f"cannot create the folder of DuckDB database {target.database}: {exc.strerror}",
+                           hint="point the target's path in profiles.yml at a writable folder") from None
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    """DuckDB says 'Could not set lock on file ... Conflicting lock is held in <program> (PID n)'."""
+    return "lock" in str(exc).lower()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+T = TypeVar("T")
+
+
+def run_interruptible(con: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:
+    """Run `work` (statements on `con`) so that Ctrl-C stops it at once.
+
+    DuckDB's Python client notices SIGINT only when a statement ends, which for a long node is
+    minutes. So the statements run on a worker thread while the main thread waits, receives
+    KeyboardInterrupt and calls con.interrupt(), which DuckDB checks between its tasks.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return work()  # signals reach only the main thread: nothing to wait for here
+    outcome: dict[str, object] = {}
+    # An Event, not Thread.join: a join cut by Ctrl-C can leave is_alive() False while the thread runs.
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="northstar-node", daemon=True).start()
+    try:
+        while not done.wait(0.05):
+            pass
+    except KeyboardInterrupt:
+        # Interrupt until the worker stops: between two statements an interrupt finds nothing to stop,
+        # and a connection in the middle of a call may refuse it; the next attempt catches the next one.
+        while not done.is_set():
+            try:
+                con.interrupt()
+            except duckdb.Error:
+                pass
+            try:
+                done.wait(0.05)
+            except KeyboardInterrupt:
+                pass  # another Ctrl-C while stopping: we are stopping already
+        raise
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]  # type: ignore[return-value]
 
 
 def create_sources(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> None:
@@ -95,6 +160,8 @@ def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint
             con.execute(exp.Create(kind=kind, replace=True, this=relation, expression=query).sql("duckdb"))
         rows = None if kind == "VIEW" else con.execute(
             exp.select(exp.Count(this=exp.Star())).from_(relation.copy()).sql("duckdb")).fetchall()[0][0]
+    except duckdb.InterruptException:
+        raise KeyboardInterrupt from None  # Ctrl-C: the pipeline rolls back and exits 130
     except duckdb.Error as exc:
         raise ExecutionError(
             f"DuckDB failed building {node.relation}: {str(exc).strip().splitlines()[0]}",
@@ -157,7 +224,8 @@ class DuckDBEngine:
         create_sources(self.con, manifest)
 
     def execute_node(self, node: CompiledNode, fingerprint: str = "", full_refresh: bool = False) -> NodeResult:
-        return execute_node(self.con, node, fingerprint, full_refresh)
+        # On a worker thread, so Ctrl-C interrupts DuckDB at once (run_interruptible)
+        return run_interruptible(self.con, lambda: execute_node(self.con, node, fingerprint, full_refresh))
 
     def describe(self, node: CompiledNode) -> tuple[Column, ...] | None:
         rows = self.con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "

@@ -63,7 +63,7 @@ def to_dialect(ast: exp.Expression, dialect: str) -> exp.Expression:
     if leftover is not None:
         name = str(leftover.this).lower()
         raise Inexpressible(f"function {name}() has no known {dialect} equivalent", name,
-                            f"write it with standard SQL functions, or build this project on DuckDB")
+                            "write it with standard SQL functions, or build this project on DuckDB")
     return tree
 
 

@@ -18,6 +18,16 @@ from rich.progress import (
 )
 
 
+def error_record(error: Exception) -> dict:
+    """A NorthstarError as a log event: what a scheduler needs to route it without parsing text."""
+    path = getattr(error, "path", None)
+    return {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": "error", "level": "error",
+            "code": getattr(error, "exit_code", 1), "error": type(error).__name__,
+            "file": path.as_posix() if path is not None else None, "line": getattr(error, "line", None),
+            "col": getattr(error, "col", None), "message": getattr(error, "message", str(error)),
+            "hint": getattr(error, "hint", None), "node": getattr(error, "node", None)}
+
+
 class Reporter:
     """Called as reporter(event, payload) by api.build."""
 

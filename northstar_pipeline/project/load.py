@@ -33,10 +33,19 @@ from northstar_pipeline.types import (
     Target,
     TemplateFile,
 )
+from northstar_pipeline.project.values import (
+    as_bool,
+    as_share,
+    as_text,
+    check_engine_setting,
+    check_path_usable,
+    read_text,
+)
 
 PROFILES_FILE = "profiles.yml"
 SOURCES_FILE = "sources.yml"
 DEFAULT_GRAINS = (Grain.WEEK, Grain.MONTH)
+DEFAULT_MAX_SHRINK = 0.5  # a built table losing more than half its rows stops the build (build --allow-shrink)
 
 
 def load_project(
@@ -70,6 +79,8 @@ def load_project(
     chosen = _target(profile, target, profiles_path, root, lines)
     target_dir = root / str(profile.get("target_path", "target"))
     scorecard = profile.get("scorecard_path", "target/scorecard.parquet")
+    rel = _rel(profiles_path, root)
+    max_shrink = as_share(profile.get("max_shrink", DEFAULT_MAX_SHRINK), "max_shrink", rel, lines.get(("max_shrink",)))
     if profiles_dir is None:  # the project's own profiles.yml: a pull request may have written it
         _check_writes_inside(root, profiles_path, lines, chosen, target_dir, _under(root, scorecard))
 
@@ -95,6 +106,7 @@ def load_project(
         history_path=_under(root, profile["history_path"]) if profile.get("history_path") else None,
         history_keep_days=_keep_days(profile.get("history_keep_days"), profiles_path, root, lines),
         bi_path=_under(root, profile["bi_path"]) if profile.get("bi_path") else None,
+        max_shrink=max_shrink,
     )
 
 
@@ -171,7 +183,7 @@ def _check_secrets_stay_in_outputs(profile: dict, secrets: Mapping[str, str], li
 def _render_yaml(path: Path, root: Path, helpers: Mapping[str, Any]) -> tuple[Any, dict[tuple[str, ...], int]]:
     rel = _rel(path, root)
     env = make_environment()
-    text = render_template(compile_template(env, path.read_text(), rel, ProjectError), helpers, rel, ProjectError)
+    text = render_template(compile_template(env, read_text(path, rel), rel, ProjectError), helpers, rel, ProjectError)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -229,13 +241,24 @@ def _target(profile: dict, requested: str | None, path: Path, root: Path, lines:
         raise ProjectError(f"threads must be a positive integer, got '{threads}'", path=rel,
                            line=lines.get(("outputs", name, "threads")))
     temp = output.get("temp_directory")
+    where = ("outputs", name)
+    default_path = f"target/{name}.{'spark.json' if spark else 'duckdb'}"
+    database = _under(root, as_text(output.get("path", default_path), "path", rel, lines.get((*where, "path"))))
+    check_path_usable(database, "path", rel, lines.get((*where, "path")))
+    if temp:
+        check_path_usable(_under(root, as_text(temp, "temp_directory", rel, lines.get((*where, "temp_directory")))),
+                          "temp_directory", rel, lines.get((*where, "temp_directory")), is_file=False)
+    if output.get("memory_limit"):
+        check_engine_setting("memory_limit", str(output["memory_limit"]), "memory_limit", rel,
+                             lines.get((*where, "memory_limit")))
     return Target(
         name=name,
-        database=_under(root, output.get("path", f"target/{name}.{'spark.json' if spark else 'duckdb'}")),
+        database=database,
         threads=int(threads) if threads is not None else None,
         memory_limit=str(output["memory_limit"]) if output.get("memory_limit") else None,
         temp_directory=_under(root, temp) if temp else None,
         spark=spark,
+        line=lines.get((*where, "path"), lines.get(where)),
     )
 
 
@@ -314,7 +337,8 @@ def _sources(root: Path, variables: Mapping[str, Any], env_var: Any) -> tuple[So
                 source_name=str(group["name"]),
                 table_name=str(table["name"]),
                 location=str(_under(root, str(table["location"]))),
-                hive_partitioning=bool(table.get("hive_partitioning", True)),
+                hive_partitioning=as_bool(table.get("hive_partitioning", True), "hive_partitioning", rel,
+                                          lines.get((*where, "hive_partitioning"), lines.get(where))),
                 path=rel,
                 line=lines.get((*where, "location"), lines.get(where, 1)),
                 loaded_at_field=_loaded_at_field(group, table),
@@ -367,7 +391,7 @@ def _templates(root: Path, folder: str, kind: NodeKind) -> tuple[TemplateFile, .
     files = sorted((root / folder).rglob("*.sql"))
     _check_files_inside(root, files)  # before reading: a link may point at any file of the machine
     return tuple(
-        TemplateFile(name=p.stem, kind=kind, path=p, relpath=_rel(p, root), text=p.read_text()) for p in files
+        TemplateFile(name=p.stem, kind=kind, path=p, relpath=_rel(p, root), text=read_text(p, _rel(p, root))) for p in files
     )
 
 

@@ -199,7 +199,29 @@ def compile_template(env: SandboxedEnvironment, text: str, relpath: Path, error_
             line=exc.lineno,
             hint="check the {{ }} and {% %} tags on this line are balanced and closed",
         ) from None
+    except SyntaxError as exc:  # Jinja turns calls into Python: config(kind=1, kind=2) fails Python's compiler
+        raise error_class(
+            f"invalid expression in template: {exc.msg}",
+            path=relpath,
+            line=_python_to_template_line(env.compile(text, name=name, filename=name, raw=True), exc.lineno),
+            hint="give each keyword argument once, e.g. config(kind='input', ...)",
+        ) from None
     return env.template_class.from_code(env, code, env.make_globals(None), None)
+
+
+def _python_to_template_line(source: str, python_line: int | None) -> int | None:
+    """Jinja ends its generated code with debug_info = 'tpl=py&tpl=py...'; map a code line back."""
+    marker = "debug_info = '"
+    start = source.rfind(marker)
+    if start < 0 or python_line is None:
+        return None
+    pairs = source[start + len(marker): source.index("'", start + len(marker))].split("&")
+    best = None
+    for pair in filter(None, pairs):
+        template_line, code_line = (int(x) for x in pair.split("="))
+        if code_line <= python_line:
+            best = template_line
+    return best
 
 
 def render_template(

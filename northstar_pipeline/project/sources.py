@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import sqlglot
@@ -32,7 +33,7 @@ def describe_source(source: Source, con: duckdb.DuckDBPyConnection | None = None
             f"no data for source '{source.source_name}.{source.table_name}' at {source.location}: {str(exc).strip().splitlines()[0]}",
             path=source.path,
             line=source.line,
-            hint="generate the demo data with 'northstar demo-data', or point location (or its var) at your Parquet files",
+            hint=missing_data_hint(source),
         ) from None
     return tuple(Column(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True))
 
@@ -44,6 +45,14 @@ def _source_connection(source: Source) -> duckdb.DuckDBPyConnection:
 def _reads(sources) -> dict:
     directories, files = source_reads(sources)
     return {"directories": directories, "files": files}
+
+
+def missing_data_hint(source: Source) -> str:
+    """Suggest `northstar demo-data` only where it writes (data/warehouse), i.e. for the demo and starter."""
+    parts = Path(source.location).parts
+    demo = any(parts[i:i + 2] == ("data", "warehouse") for i in range(len(parts) - 1))
+    fix = "point location (or the var it uses) in models/sources.yml at your Parquet files, and check the glob matches"
+    return f"generate the demo data with 'northstar demo-data', or {fix}" if demo else fix
 
 
 def resolve_as_of(project: Project, source_columns: dict[tuple[str, str], tuple[Column, ...]] | None = None

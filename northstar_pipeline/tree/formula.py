@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import SqlglotError
 
 from northstar_pipeline.errors import CompileError
 
@@ -38,8 +38,9 @@ def parse_formula(text: str, *, path: Path | None = None, line: int | None = Non
     where = {"path": path, "line": line}
     try:
         ast = sqlglot.parse_one(text, read="duckdb")
-    except ParseError as exc:
-        raise CompileError(f"cannot parse formula {text!r}: {exc.errors[0]['description']}", **where,
+    except SqlglotError as exc:  # TokenError too: an unclosed quote
+        reason = exc.errors[0]["description"] if getattr(exc, "errors", None) else "a quote is not closed"
+        raise CompileError(f"cannot parse formula {text!r}: {reason}", **where,
                            hint="write arithmetic over metric names, e.g. 'customers * orders_per_customer'") from None
     for node in ast.walk():
         if not isinstance(node, _ALLOWED) or (isinstance(node, exp.Column) and node.table):
