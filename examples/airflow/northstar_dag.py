@@ -5,7 +5,7 @@ Exit codes (README "Exit codes") decide what Airflow does, task by task:
 
 - 0: success;
 - 3 (data not there yet, engine failure) and 4 (another build holds the lock): retried;
-- 1 (fix a file), 2 (fix the command), 6 (a data test failed: fix the data): failed at once, no
+- 1 (fix a file), 2 (fix the command), 7 (a data test failed: fix the data): failed at once, no
   retries: running it again cannot help;
 - 5 (build --fail-on: the scorecard is published, a guardrail is breached or the North Star is
   red): the build task ends *skipped* (``skip_on_exit_code``), which triggers ``notify_owners``
