@@ -77,6 +77,8 @@ class Reporter:
             rows = "" if p["rows"] is None else f"{p['rows']:,} rows"
             mode = f"  ({p['mode']})" if p.get("mode") else ""
             return f"[green]OK[/] [{p['index']}/{p['total']}] {p['relation']:<40} {rows:>14}  {p['seconds']:.2f}s{mode}"
+        if event == "segments":
+            return f"[green]OK[/] {'scorecard.segments':<46} {p['rows']:>14,} rows  {p['seconds']:.2f}s"
         if event == "build_done":
             return (f"[bold green]Done[/]: {p['nodes']} nodes, scorecard {p['scorecard']} "
                     f"({p['scorecard_rows']:,} rows) in {p['seconds']:.2f}s")
