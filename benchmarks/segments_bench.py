@@ -49,10 +49,21 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def build(project: Path, events: Path) -> float:
+def build(project: Path, events: Path) -> tuple[float, float | None]:
+    """Seconds of the whole process, and of the segment step inside it (its 'segments' log event)."""
     shutil.rmtree(project / "target", ignore_errors=True)
-    return timed([sys.executable, "-m", "northstar_pipeline", "build", "--project-dir", str(project),
-                  "--vars", json.dumps({"events_path": str(events)})])
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "northstar_pipeline", "build", "--project-dir", str(project),
+                          "--vars", json.dumps({"events_path": str(events)}), "--log-format", "json"],
+                         check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    step = None
+    for line in (out.stdout + out.stderr).splitlines():
+        if line.startswith("{") and '"segments"' in line:
+            event = json.loads(line)
+            if event.get("event") == "segments":
+                step = event.get("seconds")
+    return seconds, step
 
 
 def check_values(segments: Path, hand: Path) -> dict:
@@ -91,10 +102,13 @@ def main(argv: list[str] | None = None) -> int:
             cut = copy_project(args.work / f"with-{size}", dimensions=True)
             plain = copy_project(args.work / f"without-{size}", dimensions=False)
             hand_out = args.work / f"hand-{size}.parquet"
-            times: dict[str, list[float]] = {"with_dimensions": [], "without_dimensions": [], "handwritten": []}
+            times: dict[str, list[float]] = {"with_dimensions": [], "without_dimensions": [], "handwritten": [],
+                                             "segment_step": []}
             for _ in range(args.runs):
-                times["without_dimensions"].append(build(plain, events))
-                times["with_dimensions"].append(build(cut, events))
+                times["without_dimensions"].append(build(plain, events)[0])
+                total, step = build(cut, events)
+                times["with_dimensions"].append(total)
+                times["segment_step"].append(step or 0.0)
                 times["handwritten"].append(timed([sys.executable, str(REPO / "benchmarks" / "segments_handwritten.py"),
                                                    "--events-dir", str(events), "--out", str(hand_out)]))
             check = check_values(cut / "target" / "segments.parquet", hand_out)

@@ -14,7 +14,8 @@ from test_errors import edit, line_of, run_cli
 
 from northstar_pipeline.errors import EXIT_PROJECT
 
-COLUMNS = "event_id, user_id, event_type, occurred_at, order_id, items, promised_at, delivered_at, landed_date"
+COLUMNS = ("event_id, user_id, event_type, occurred_at, order_id, items, promised_at, delivered_at, region, platform, "
+           "landed_date")
 INCREMENTAL_STG_EVENTS = """{{ config(description='Raw events, deduplicated; new partitions are added nightly.',
           materialized='incremental', unique_key='event_id') }}
 with batch as (

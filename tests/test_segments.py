@@ -332,3 +332,19 @@ def test_no_dimensions_no_segment_table(demo_project: Path) -> None:
     result = api.build(api.load(demo_project))
     assert result.scorecard_rows > 0
     assert not (demo_project / "target" / "segments.parquet").exists()
+
+
+def test_explain_inside_one_segment(built_demo, segments, warehouse) -> None:
+    """explain --segment region=north: the North Star's change inside the segment, split by its formula inputs."""
+    project, _ = built_demo
+    _, _, rows = segments
+    out = run_cli(project.root, "explain", "--segment", "region=north", "--period", str(warehouse.dip_week),
+                  "--format", "json")
+    assert out.returncode == 0, out.stderr
+    payload = json.loads(out.stdout)
+    north = {r["metric"]: r for r in rows if r["dimension"] == "region" and r["segment"] == "north"
+             and r["grain"] == "week" and str(r["period_start"]) == str(warehouse.dip_week)}
+    nsm = north["on_time_orders"]
+    assert payload["segment"] == "region=north" and payload["segments"] is None
+    assert f"On-time orders (North Star) fell from {nsm['previous_value']:,.0f} to {nsm['value']:,.0f}" in payload["text"]
+    assert "% of orders delivered on time (on_time_rate)" in payload["text"]

@@ -7,7 +7,7 @@ segment, never averaged. Before the rewrite, sqlglot's scope tells which columns
 SELECT provides, so a dimension a metric cannot reach is a compile error at the metric's config() line.
 
 The cardinality guard is in the rewritten SQL itself: a value outside the dimension's top N (by
-volume over every metric it cuts, chosen at build time into ``_ns_segment_keep``) becomes '(other)',
+volume of the highest metric it cuts, chosen at build time into ``_ns_segment_keep``) becomes '(other)',
 so '(other)' is recomputed exactly (distinct counts included), not summed.
 """
 
@@ -174,7 +174,8 @@ def _outer_select(ast: exp.Query, node: RenderedNode, config: MetricConfig, dim:
 
 
 def _check_grouped(ast: exp.Select, node: RenderedNode, config: MetricConfig, dim: DimensionDef) -> None:
-    if ast.args.get("group") is None:
+    aggregates = any(e.find(exp.AggFunc) for e in ast.expressions)
+    if ast.args.get("group") is None and not aggregates:  # a global aggregate takes a GROUP BY; plain rows do not
         raise CompileError(
             f"dimension '{dim.name}' cannot cut {node.name}: the SELECT returning period_start has no GROUP BY "
             "(its rows are computed in a CTE or subquery)", path=node.relpath, line=config.line,

@@ -192,7 +192,10 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
         rows = score(con, manifest, build_tree(manifest), run_id, built_at)
         from northstar_pipeline.tree.segments import build_segments
 
+        segments_started = time.perf_counter()
         segment_rows = build_segments(con, manifest, build_tree(manifest), run_id, built_at) if rows and local else 0
+        if segment_rows:
+            report("segments", {"rows": segment_rows, "seconds": round(time.perf_counter() - segments_started, 3)})
         engine.commit()
         committed = True
         if local:
@@ -324,12 +327,24 @@ def _write_compiled(manifest: Manifest, dialect: str) -> None:
         if node.kind is NodeKind.SEED:
             continue
         sql = node.sql if dialect == DEFAULT_DIALECT else compiling.transpile(node.sql, dialect, node)
+        for segment in node.segment_sql:  # a metric cut by a dimension: its rewritten query, for review
+            cut = segment.sql if dialect == DEFAULT_DIALECT else compiling.transpile(segment.sql, dialect, node)
+            _write_if_changed(manifest.project.target_dir / "compiled_segments" / dialect
+                              / node.relpath.with_suffix(f".{segment.dimension}.sql"), cut)
         out = root / node.relpath
         text = (sql + "\n").encode()
         if out.is_file() and out.stat().st_size == len(text) and out.read_bytes() == text:
             continue  # unchanged: a warm compile need not rewrite a thousand files
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(text)
+
+
+def _write_if_changed(out: Path, sql: str) -> None:
+    text = (sql + "\n").encode()
+    if out.is_file() and out.stat().st_size == len(text) and out.read_bytes() == text:
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(text)
 
 
 def _write_failed_validation(con: duckdb.DuckDBPyConnection, project: Project) -> None:

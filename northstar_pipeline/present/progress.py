@@ -101,6 +101,8 @@ class Reporter:
                     f"(threshold {p['threshold']}, owner {p['owner']})")
         if event in ("deferred", "orphans"):
             return _relations_text(event, p)
+        if event == "segments":
+            return f"[green]OK[/] {'scorecard.segments':<46} {p['rows']:>14,} rows  {p['seconds']:.2f}s"
         if event == "build_done":
             return (f"[bold green]Done[/]: {p['nodes']} nodes, scorecard {p['scorecard']} "
                     f"({p['scorecard_rows']:,} rows) in {p['seconds']:.2f}s")
