@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_EVENTS ?= 2000000
 DEMO_SEED ?= 42
+# Bumped when demo-data writes other columns (2: region, platform), so `make demo` regenerates the data.
+DEMO_DATA_VERSION := 2
 
 .PHONY: demo test data build clean
 
@@ -13,12 +15,12 @@ $(BIN)/northstar: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,spark]'
 	touch $@
 
-data/warehouse/.generated-$(DEMO_EVENTS)-$(DEMO_SEED): $(BIN)/northstar
+data/warehouse/.generated-$(DEMO_EVENTS)-$(DEMO_SEED)-v$(DEMO_DATA_VERSION): $(BIN)/northstar
 	rm -f data/warehouse/.generated-*
 	$(BIN)/northstar demo-data --events $(DEMO_EVENTS) --seed $(DEMO_SEED) --out data/warehouse
 	touch $@
 
-data: data/warehouse/.generated-$(DEMO_EVENTS)-$(DEMO_SEED)
+data: data/warehouse/.generated-$(DEMO_EVENTS)-$(DEMO_SEED)-v$(DEMO_DATA_VERSION)
 
 build: data
 	$(BIN)/northstar build

@@ -301,7 +301,7 @@ def checklist(project: Any, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def whatif(project: Any, changes: tuple[str, ...], goal: str | None, mix: str | None, grain: str | None,
            fmt: str) -> None:
-    """Project the North Star if inputs moved (METRIC=+3% or METRIC=+2pt), or goal-seek with --goal."""
+    """Project the North Star if inputs moved (METRIC=+3% or METRIC=+2pt); --goal solves for the moves."""
     from northstar_pipeline.analysis.charter_report import format_whatif, whatif as run_whatif
 
     pairs = {}

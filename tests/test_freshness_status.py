@@ -96,7 +96,9 @@ def test_fail_on_stale_refuses_to_build(demo_project: Path) -> None:
     set_rule(demo_project, "{count: 1, period: minute}", "{count: 2, period: minute}")
     result = run_cli(demo_project, "build", "--fail-on-stale", "--log-format", "json")
     assert result.returncode == EXIT_DATA
-    assert "source raw.events is stale" in result.stderr and f"{SOURCES}:" in result.stderr
+    # With --log-format json the error is itself a JSON event on stderr, with its file and line.
+    [error] = [e for e in map(json.loads, result.stderr.splitlines()) if e["event"] == "error"]
+    assert "source raw.events is stale" in error["message"] and error["file"] == SOURCES and error["line"]
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert [e["event"] for e in events] == ["freshness"] and events[0]["status"] == "error"
     assert card.read_bytes() == before

@@ -140,7 +140,7 @@ def test_late_data_shows_as_a_revision(tmp_path: Path, warehouse, monkeypatch) -
     con.sql("SELECT 9000000000 + i AS event_id, 9000000 + i AS user_id, 'signup' AS event_type, "
             "CAST($day AS TIMESTAMP) + INTERVAL 12 HOUR AS occurred_at, CAST($as_of AS TIMESTAMP) AS landed_at, "
             "NULL::BIGINT AS order_id, NULL::INTEGER AS items, NULL::TIMESTAMP AS promised_at, "
-            "NULL::TIMESTAMP AS delivered_at FROM range(7) t(i)",
+            "NULL::TIMESTAMP AS delivered_at, 'north' AS region, 'ios' AS platform FROM range(7) t(i)",
             params={"day": week + timedelta(days=2), "as_of": as_of}).write_parquet(str(late))
     second = api.build(api.load(root))
     monkeypatch.chdir(root)

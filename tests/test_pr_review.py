@@ -194,8 +194,8 @@ def items_per_order_by_week(warehouse, minimum: int) -> dict[str, float]:
 
 def test_breaking_and_non_breaking_changes_on_the_demo(repo: Path, warehouse) -> None:
     edit(repo / "metrics" / "items_per_order.sql", "group by 1", "where items > 5\ngroup by 1")  # a filter
-    edit(repo / "models" / "stg_tickets.sql", "    occurred_at as opened_at\n",
-         "    occurred_at as opened_at,\n    user_id * 2 as user_doubled\n")  # a new column
+    edit(repo / "models" / "stg_tickets.sql", "    occurred_at as opened_at,\n",
+         "    occurred_at as opened_at,\n    user_id * 2 as user_doubled,\n")  # a new column
     edit(repo / "metrics" / "new_customers.sql", "select", "-- signups per period\nselect")  # a comment
     edit(repo / "metrics" / "orders_per_customer.sql", "owner='Engagement'", "owner='Growth'")  # config only
     edit(repo / "metrics" / "search_to_cart_rate.sql", "where event_type in ('search', 'add_to_cart')",

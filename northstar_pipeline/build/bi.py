@@ -31,6 +31,8 @@ from northstar_pipeline.build.history import history_dir, history_glob
 from northstar_pipeline.errors import PublishError
 from northstar_pipeline.types import Project
 
+BI_FILE = "bi.duckdb"  # the default name in target/ (a views-only database, not a build's)
+
 STORAGE_VERSION = "v1.0.0"  # DuckDB 1.0 and later open the file
 ALIAS = "ns_bi"
 
@@ -48,7 +50,7 @@ _VIEWS = {
 
 
 def bi_path(project: Project) -> Path:
-    return project.bi_path or project.target_dir / "bi.duckdb"
+    return project.bi_path or project.target_dir / BI_FILE
 
 
 def publish_bi(project: Project) -> Path:

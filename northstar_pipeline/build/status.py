@@ -77,7 +77,8 @@ def _tables_match(project: Project, lock: dict | None) -> tuple[bool | None, str
     if not project.target.database.is_file():
         return None, "no database"
     try:
-        con = connect(project.target, read_only=True)
+        # confined (project/connection.py): the database may read the published scorecard, nothing else
+        con = connect(project.target, read_only=True, reads=((), (str(project.scorecard_path.resolve()),)))
     except NorthstarError:
         return None, "the database is open for writing" + (" by the running build" if lock else "")
     try:

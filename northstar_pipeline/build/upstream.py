@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 from sqlglot import exp
 
+from northstar_pipeline.build.bi import BI_FILE
 from northstar_pipeline.errors import UsageError
 from northstar_pipeline.types import Manifest
 
@@ -21,8 +22,9 @@ DEFER_ALIAS = "_northstar_defer"
 
 
 def state_database(state_dir: Path | str) -> Path:
-    """The DuckDB file of an earlier run: the one ``*.duckdb`` in its target/ directory."""
-    found = sorted(Path(state_dir).glob("*.duckdb"))
+    """The DuckDB file of an earlier run: the one ``*.duckdb`` in its target/ directory (the BI database,
+    views only, is not a build's)."""
+    found = sorted(p for p in Path(state_dir).glob("*.duckdb") if p.name != BI_FILE)
     if len(found) != 1:
         raise UsageError(f"--defer needs one DuckDB file in {state_dir}, found {len(found)}",
                          hint="point --state at the target/ directory of the run to defer to (it holds its .duckdb)")

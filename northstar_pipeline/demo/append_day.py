@@ -121,6 +121,7 @@ CREATE TEMP TABLE replayed AS
            coalesce(m.new_order_id, f.order_id) AS order_id, f.items,
            f.promised_at + to_days(CAST($day - $template AS INTEGER)) AS promised_at,
            f.delivered_at + to_days(CAST($day - $template AS INTEGER)) AS delivered_at,
+           f.region, f.platform,  -- the user's, as on every event of theirs
            hash(f.event_id, $seed, $day) AS h
     FROM firsts AS f LEFT JOIN order_map AS m USING (order_id)
     WHERE (CAST(f.occurred_at AS DATE) = $template AND f.event_type <> 'order_delivered')
@@ -130,23 +131,23 @@ CREATE TEMP TABLE appended_kinds AS
         SELECT event_id, user_id, event_type, occurred_at,
                least(CASE WHEN h % 1000 < $late THEN occurred_at + to_hours(CAST(24 + h % 24 AS INTEGER))
                           ELSE on_time_landing END, $last_landing) AS landed_at,
-               order_id, items, promised_at, delivered_at, 'new' AS kind
+               order_id, items, promised_at, delivered_at, region, platform, 'new' AS kind
         FROM replayed
         UNION ALL
         SELECT event_id, user_id, event_type, occurred_at,
                least(on_time_landing + to_hours(CAST(1 + h % 11 AS INTEGER)), $last_landing),
-               order_id, items, promised_at, delivered_at, 'doubled'
+               order_id, items, promised_at, delivered_at, region, platform, 'doubled'
         FROM replayed WHERE (h // 1000) % 1000 < $doubled
         UNION ALL
         SELECT event_id, user_id, event_type, occurred_at,
                CAST($day AS TIMESTAMP) + to_hours(CAST(hash(event_id, $seed) % 20 AS INTEGER)),
-               order_id, items, promised_at, delivered_at, 'redelivered'
+               order_id, items, promised_at, delivered_at, region, platform, 'redelivered'
         FROM lake
         WHERE landed_date >= $day - CAST($back AS INTEGER) AND landed_date < $day
           AND hash(event_id, $seed, $day, 'again') % 1000 < $redelivered
     );
 CREATE TEMP VIEW appended AS
     SELECT event_id, user_id, event_type, occurred_at, landed_at, order_id, items, promised_at, delivered_at,
-           landed_date
+           region, platform, landed_date
     FROM appended_kinds
 """
