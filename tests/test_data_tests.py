@@ -85,7 +85,9 @@ def test_unique_and_not_null_fail_with_counts_samples_and_downstream_skipped(dem
     assert (tests["not_null_stg_orders_order_id"]["status"], tests["not_null_stg_orders_order_id"]["failures"]) == ("error", 1)
     # The message names the test, its YAML file:line, the failing count and a sample of rows.
     line = line_of(demo_project / STAGING_YML, "- name: order_id") + 1
-    assert f"{STAGING_YML}:{line}: " in result.stderr
+    # --log-format json: the error is one JSON event carrying the YAML file and line
+    [error] = [e for e in map(json.loads, result.stderr.splitlines()) if e["event"] == "error"]
+    assert (error["file"], error["line"]) == (STAGING_YML, line)
     assert f"unique_stg_orders_order_id ({duplicated:,} failing)" in result.stderr
     assert "unique_field | n_records" in result.stderr
     assert "Traceback" not in result.stderr

@@ -100,7 +100,7 @@ def test_fail_on_stale_refuses_to_build(demo_project: Path) -> None:
     [error] = [e for e in map(json.loads, result.stderr.splitlines()) if e["event"] == "error"]
     assert "source raw.events is stale" in error["message"] and error["file"] == SOURCES and error["line"]
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    assert [e["event"] for e in events] == ["freshness"] and events[0]["status"] == "error"
+    assert [e["event"] for e in events] == ["freshness", "error"] and events[0]["status"] == "error"  # nothing built
     assert card.read_bytes() == before
     assert (demo_project / "target" / "run_results.json").read_bytes() == results_before  # nothing ran
     # Within the threshold the same command builds and publishes.

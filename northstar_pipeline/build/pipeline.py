@@ -159,7 +159,10 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     report("plan", {"nodes": len(plan.nodes), "layers": len(plan.layers)})
     tests = prepare_tests(manifest, plan, report, keep_failures)
     guards.check_sources_not_empty(manifest, {d for n in plan.nodes for d in n.depends_on})  # before any write
-    engine = open_engine(project.target, reads=project_reads(project))
+    reads = project_reads(project)
+    if defer is not None:  # the earlier run's database is ATTACHed read-only: the confinement allows it (and its WAL)
+        reads = (reads[0], (*reads[1], str(defer), f"{defer}.wal"))
+    engine = open_engine(project.target, reads=reads)
     # Steps that read the built relations with DuckDB SQL (data tests, segments, --defer, orphans) run
     # where the relations are DuckDB's; on Spark they are skipped or refused (README "Running on Spark").
     local = engine.relations_in_duckdb
