@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from northstar_pipeline.errors import ProjectError
+from northstar_pipeline.project.load import key_lines
 
 CHARTER_FILE = "northstar.yml"
 GAMES = ("attention", "transaction", "productivity")
@@ -101,7 +102,7 @@ def load_charter(root: Path) -> Charter | None:
     if not isinstance(data, dict):
         raise ProjectError("northstar.yml must be a mapping of keys", path=rel, line=1,
                            hint="start from `northstar init`'s northstar.yml")
-    lines = _lines(node)
+    lines = key_lines(node)
     reader = _Reader(data, lines, rel)
     games = reader.strings("game", required=True)
     for game in games:
@@ -220,18 +221,3 @@ class _Reader:
         if not isinstance(value, list):
             self.fail(key, f"'{key}' must be a list", f"e.g. {key}: [- ...]")
         return value
-
-
-def _lines(node: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
-    out: dict[tuple[str, ...], int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            path = (*prefix, str(key.value))
-            out[path] = key.start_mark.line + 1
-            out.update(_lines(value, path))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            path = (*prefix, str(i))
-            out[path] = item.start_mark.line + 1
-            out.update(_lines(item, path))
-    return out

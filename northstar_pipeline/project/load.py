@@ -196,22 +196,22 @@ def _render_yaml(path: Path, root: Path, helpers: Mapping[str, Any]) -> tuple[An
             col=mark.column + 1 if mark else None,
             hint="check indentation and that every 'key: value' is on its own line",
         ) from None
-    return data, _key_lines(node)
+    return data, key_lines(node)
 
 
-def _key_lines(node: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+def key_lines(node: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
     """Map each key path (('outputs', 'dev', 'path'), ...) to its 1-based line."""
     lines: dict[tuple[str, ...], int] = {}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             path = (*prefix, str(key.value))
             lines[path] = key.start_mark.line + 1
-            lines.update(_key_lines(value, path))
+            lines.update(key_lines(value, path))
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             path = (*prefix, str(index))
             lines[path] = item.start_mark.line + 1
-            lines.update(_key_lines(item, path))
+            lines.update(key_lines(item, path))
     return lines
 
 
