@@ -18,6 +18,7 @@ from conftest import copy_demo_project
 from test_errors import edit, run_cli
 
 from northstar_pipeline import api
+from northstar_pipeline.build.publish import latest_version
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "scorecard.md"
 
@@ -54,9 +55,9 @@ def test_three_builds_three_runs_in_every_reader(three_builds) -> None:
                          "GROUP BY run_id ORDER BY run_id", {"g": str(history / "*" / "*.parquet")}).fetchall()
     assert [(r, n) for r, n, _ in by_run] == sorted((r, rows_per_build) for r in runs)
     assert all(isinstance(d, date) for *_, d in by_run)  # the partition is read back as a date
-    # The last file is the published scorecard, byte for byte.
+    # The last file is the published scorecard version, byte for byte.
     last = history / f"build_date={by_run[0][2]}" / f"run_{runs[-1]}.parquet"
-    assert last.read_bytes() == project.scorecard_path.read_bytes()
+    assert last.read_bytes() == latest_version(project.scorecard_path).read_bytes()
 
     table = ds.dataset(history, format="parquet", partitioning="hive").to_table()
     assert sorted(set(table.column("run_id").to_pylist())) == sorted(runs) and table.num_rows == 3 * rows_per_build

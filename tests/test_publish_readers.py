@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from northstar_pipeline.build.publish import KEEP_VERSIONS, latest_version
@@ -17,7 +18,8 @@ pytest.importorskip("pandas")
 pytest.importorskip("polars")
 
 # Each mode is one way a BI script reads the scorecard; "latest" modes resolve target/scorecard/latest once,
-# then read the immutable version it names (pyarrow and pandas open that path twice).
+# then read the immutable version it names. pyarrow.parquet.read_table and pandas open a path twice and read
+# pages at the offsets of the footer they read first: the "stable" modes are the ones a rename could tear.
 READER = r"""
 import json, sys, time
 from pathlib import Path
@@ -31,6 +33,8 @@ modes = {
     "pandas_latest": lambda: len(pd.read_parquet(latest())),
     "polars_latest": lambda: pl.read_parquet(latest()).height,
     "polars_stable": lambda: pl.read_parquet(stable).height,
+    "pyarrow_stable": lambda: pq.read_table(stable).num_rows,
+    "pandas_stable": lambda: len(pd.read_parquet(stable)),
     "pyarrow_file_stable": lambda: pq.ParquetFile(stable.open("rb")).read().num_rows,
 }
 counts = {m: {"reads": 0, "failures": [], "rows": []} for m in modes}
@@ -75,10 +79,10 @@ def test_readers_in_a_loop_while_builds_publish(demo_project: Path, tmp_path: Pa
         assert seen["reads"] > 0, mode
         assert set(seen["rows"]) <= set(published), (mode, seen["rows"], published)  # whole versions only
     # Versions are immutable: the first one is still byte-identical, `latest` names the newest, and the
-    # stable path holds the same bytes as the newest version.
+    # stable path holds the newest version's table.
     assert old_version.read_bytes() == old_bytes
     newest = latest_version(stable)
-    assert newest != old_version and newest.read_bytes() == stable.read_bytes()
+    assert newest != old_version and pq.read_table(newest).equals(pq.read_table(stable))
     assert len(list(stable.with_suffix("").glob("v-*.parquet"))) <= KEEP_VERSIONS
 
 
@@ -91,3 +95,18 @@ def test_versions_are_pruned_to_the_newest(demo_project: Path) -> None:
     assert result.returncode == 0, result.stderr
     kept = sorted(p.name for p in versions.glob("v-*.parquet"))
     assert len(kept) == KEEP_VERSIONS and kept[-1] == (versions / "latest").read_text().strip()
+
+
+def test_a_reader_holding_the_old_footer_reads_the_old_version(demo_project: Path) -> None:
+    """The torn read made deterministic: read a footer, let a build publish, open the path again with it."""
+    target = demo_project / "target"
+    assert run_cli(demo_project, "build").returncode == 0
+    published = ["scorecard.parquet", "segments.parquet", "tree_validation.parquet"]
+    held = {name: pq.read_metadata(target / name) for name in published}
+    before = {name: pq.read_table(target / name) for name in published}
+    changed = run_cli(demo_project, "build", "--vars", "{on_time_grace_minutes: 30}")  # other values
+    assert changed.returncode == 0, changed.stderr
+    assert not pq.read_table(target / "scorecard.parquet").equals(before["scorecard.parquet"])
+    for name in published:  # what read_table's second open does: pages at the first footer's offsets
+        assert pq.ParquetFile(target / name, metadata=held[name]).read().equals(before[name]), name
+    assert pq.read_table(target / "scorecard.parquet").equals(pq.read_table(latest_version(target / "scorecard.parquet")))

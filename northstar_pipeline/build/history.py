@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from northstar_pipeline.build.publish import atomic_path
+from northstar_pipeline.build.publish import atomic_path, latest_version
 from northstar_pipeline.types import Project
 
 PARTITION = "build_date"
@@ -42,11 +42,12 @@ def history_glob(project: Project) -> str:
 
 
 def append_history(project: Project, run_id: str, built_at: str) -> Path:
-    """Copy the scorecard just published into the history (its bytes: the record is the published file)."""
+    """Copy the scorecard version just published into the history (its bytes: the record is the published file;
+    the stable path also holds the previous version's chunks, for its readers)."""
     build_day = datetime.fromisoformat(built_at).date()
     path = history_dir(project) / f"{PARTITION}={build_day.isoformat()}" / f"run_{run_id}.parquet"
     with atomic_path(path) as tmp:
-        shutil.copyfile(project.scorecard_path, tmp)
+        shutil.copyfile(latest_version(project.scorecard_path), tmp)
     prune_history(project, today=build_day)
     return path
 

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import duckdb
 
+from northstar_pipeline.build.stable_layout import lay_out
 from northstar_pipeline.errors import PublishError
 from northstar_pipeline.types import CompiledNode, Manifest, NodeKind, RunResult
 
@@ -26,14 +27,33 @@ VALIDATION_TABLE = "scorecard.tree_validation"
 
 
 def write_table(con: duckdb.DuckDBPyConnection, table_name: str, path: Path) -> None:
-    """Write a table to Parquet via a temp file in the same directory, tagged with the schema version."""
+    """Write a table to Parquet at a path readers may hold open (laid out by build/stable_layout.py)."""
+    write_stable(path, parquet_bytes(con, table_name, {b"northstar.schema_version": SCORECARD_SCHEMA_VERSION.encode()}))
+
+
+def parquet_bytes(con: duckdb.DuckDBPyConnection, table_name: str, metadata: dict[bytes, bytes]) -> bytes:
+    """A table as Parquet bytes (zstd), with ``metadata`` in the schema's key-value metadata."""
+    import io
+
     import pyarrow.parquet as pq  # imported here: compile-only commands never need it
 
     table = con.table(table_name).to_arrow_table()
-    metadata = {b"northstar.schema_version": SCORECARD_SCHEMA_VERSION.encode()}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def write_stable(path: Path, data: bytes) -> None:
+    """Swap in ``data`` at ``path`` (temp file + rename), keeping the previous file's column chunks at their
+    offsets: a reader that read the old footer and opens the path again still reads the old version."""
+    try:
+        previous = path.read_bytes() if path.is_file() else None
+    except OSError:
+        previous = None
+    laid = lay_out(previous, data)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        tmp.write_bytes(laid)
 
 
 KEEP_VERSIONS = 10  # immutable versions kept beside the stable path; older ones are removed
@@ -44,27 +64,19 @@ def publish_scorecard(con: duckdb.DuckDBPyConnection, table_name: str, path: Pat
 
     - `<dir>/<stem>/v-<built_at>-<run_id>.parquet` is written once (temp file + rename) and never
       rewritten: a reader holding its name can open it any number of times and read the same bytes.
-    - `<dir>/<stem>/latest` holds that file's name (replaced atomically): readers that open a path
-      more than once (pyarrow.parquet.read_table opens it twice and reads pages at the offsets of the
-      footer it read first) resolve `latest` once and read the version, which cannot change under them.
-    - the stable path (`target/scorecard.parquet`) becomes a new hard link to the version, renamed
-      over the old name: each open sees one whole version (a reader with the old one open keeps it).
+    - `<dir>/<stem>/latest` holds that file's name (replaced atomically).
+    - the stable path (`target/scorecard.parquet`) gets the same table, laid out so that the previous
+      version's column chunks stay at their offsets (build/stable_layout.py): pyarrow.parquet.read_table
+      opens a path twice and reads pages at the offsets of the footer it read first, and still reads
+      one whole version when a publish lands between its two opens.
     """
     versions = path.with_suffix("")
     stamp = built_at.replace("-", "").replace(":", "")
     version = versions / f"v-{stamp}-{run_id}.parquet"
-    write_table(con, table_name, version)
-    try:
-        link = path.parent / f".{path.name}.{run_id}.link"
-        link.unlink(missing_ok=True)
-        try:
-            os.link(version, link)
-        except OSError:  # no hard links here (some network file systems): a copy, swapped in the same way
-            write_table(con, table_name, path)
-        else:
-            os.replace(link, path)
-    except OSError as exc:
-        raise PublishError(f"cannot write {path}: {exc}", hint="check the directory exists and is writable") from None
+    data = parquet_bytes(con, table_name, {b"northstar.schema_version": SCORECARD_SCHEMA_VERSION.encode()})
+    with atomic_path(version) as tmp:
+        tmp.write_bytes(data)
+    write_stable(path, data)
     with atomic_path(versions / "latest") as tmp:
         tmp.write_text(version.name + "\n")
     _prune_versions(versions, keep=KEEP_VERSIONS)
