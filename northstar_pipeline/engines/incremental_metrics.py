@@ -224,8 +224,10 @@ def _plan(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint: str, 
     """({grain: C_g or None}, C_day of the coverage) when provably incremental, else the reason to rebuild."""
     if full_refresh:
         return "--full-refresh"
+    if not fingerprint:  # the build's second pass with the as-of its data settles (build/pipeline.py)
+        return "rebuilt with the as-of the data covers (no loaded_at_field or as_of var)"
     version, stored_fingerprint, inputs = stored_version(con, node.name)
-    if version is None or stored_fingerprint != fingerprint or not fingerprint:
+    if version is None or stored_fingerprint != fingerprint:
         return "first build" if version is None else "its definition or an upstream definition changed"
     if _stored_columns(con, node) != METRIC_COLUMNS:
         return "the stored table is not this metric's"
