@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 
 REPO = Path(__file__).resolve().parent.parent
-PARTS = ("profiles.yml", "models", "metrics", "seeds")
+PARTS = ("profiles.yml", "models", "metrics", "seeds", "macros")
 SPARK_OUTPUT = ("\noutputs:\n  spark:\n    type: spark\n    master: local[2]\n    warehouse: target/spark-warehouse\n"
                 "    conf:\n      spark.sql.shuffle.partitions: 4\n      spark.driver.memory: {memory}\n")
 NUMERIC = ("value", "numerator", "denominator", "previous_value", "change", "change_pct", "target", "target_pct",

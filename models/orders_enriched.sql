@@ -1,4 +1,7 @@
-{{ config(description='Orders with their delivery outcome (null while not yet delivered).') }}
+{{ config(description='Orders with their delivery outcome (null while not yet delivered).',
+          materialized='incremental', unique_key='order_id') }}
+-- landed_date is the later landing of the order and its delivery. Nightly, the batch is every order whose
+-- order or delivery landed in the window (macros/incremental.sql), joined again to its delivery.
 select
     o.order_id,
     o.user_id,
@@ -9,6 +12,11 @@ select
     o.platform,
     d.delivered_at,
     d.minutes_late,
-    coalesce(d.is_on_time, false) as is_on_time
+    coalesce(d.is_on_time, false) as is_on_time,
+    greatest(o.landed_date, coalesce(d.landed_date, o.landed_date)) as landed_date
 from {{ ref('stg_orders') }} as o
 left join {{ ref('stg_deliveries') }} as d on d.order_id = o.order_id
+{% if is_incremental() %}
+where o.landed_date >= {{ landed_window() }}
+    or o.order_id in (select order_id from {{ ref('stg_deliveries') }} where landed_date >= {{ landed_window() }})
+{% endif %}

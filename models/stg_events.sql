@@ -1,8 +1,8 @@
 {{ config(description='Raw events, deduplicated on event_id: a re-delivered event is kept once, at its first landing.',
           materialized='incremental', unique_key='event_id') }}
--- Nightly, only the partitions from window_start on are read: the last build's latest day minus a
--- lookback for late files (var lookback_days), or --vars '{backfill_from: 2026-10-01}' to re-read
--- history. An event stored with a landing before the window keeps it (its copies in the window are
+-- Nightly, only the partitions from window_start on are read (macros/incremental.sql): the last build's
+-- latest day minus a lookback for late files (var lookback_days), or --vars '{backfill_from: 2026-10-01}'
+-- to re-read history. An event stored with a landing before the window keeps it (its copies in the window are
 -- re-deliveries); the rest of the window replaces what is stored (unique_key), so a nightly run
 -- keeps the same first landings as a full build.
 -- Re-deliveries are rare (about 0.3%): find their ids with a narrow aggregate, pass every other
@@ -10,11 +10,7 @@
 -- where a window or a GROUP BY over every column sorts or hashes all 100M wide rows.
 -- landed_at, the lake's ingestion time, only orders the re-deliveries: it is not carried on. A
 -- distinct timestamp per row is the costliest column to store (a sixth of this model's time at 100M).
-{% set window_start -%}
-    {%- if var('backfill_from', none) -%} cast('{{ var('backfill_from') }}' as date)
-    {%- else -%} (select max(landed_date) - {{ var('lookback_days', 3) }} from {{ this }})
-    {%- endif -%}
-{%- endset %}
+{% set window_start = landed_window() %}  {#- macros/incremental.sql #}
 {#- A full build streams the raw events (never held in memory); a nightly batch is small: held once. #}
 {% set hold %}{% if is_incremental() %}materialized{% else %}not materialized{% endif %}{% endset %}
 with landed as {{ hold }} (

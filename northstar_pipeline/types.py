@@ -303,6 +303,10 @@ class NodeResult:
     rows: int | None
     message: str = ""
     mode: str | None = None  # incremental models: "full" or "incremental" (how this run built it)
+    # Metrics built by DuckDB: grain -> first period_start recomputed (ISO date; None: every period); a grain
+    # absent from an incremental build was not recomputed (README "Incremental metrics").
+    recomputed_from: dict[str, str | None] | None = None
+    fallback: str = ""  # why a node that can be built incrementally was rebuilt in full
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,17 +96,17 @@ def test_scorecard_columns_and_formats(demo_project: Path) -> None:
 def test_model_can_switch_between_table_and_view(demo_project: Path) -> None:
     import duckdb as db
 
-    path = demo_project / "models" / "stg_signups.sql"
-    path.write_text(path.read_text().replace("config(", "config(materialized='view', ", 1))
+    path = demo_project / "models" / "stg_pushes.sql"  # a view in the demo
+    path.write_text(path.read_text().replace("materialized='view'", "materialized='table'", 1))
     assert run_cli(demo_project, "build").returncode == 0
     con = db.connect(str(demo_project / "target" / "dev.duckdb"), read_only=True)
-    kind = "SELECT table_type FROM information_schema.tables WHERE table_name = 'stg_signups'"
-    assert con.execute(kind).fetchall() == [("VIEW",)]
-    con.close()
-    path.write_text(path.read_text().replace("materialized='view', ", ""))
-    assert run_cli(demo_project, "build").returncode == 0
-    con = db.connect(str(demo_project / "target" / "dev.duckdb"), read_only=True)
+    kind = "SELECT table_type FROM information_schema.tables WHERE table_name = 'stg_pushes'"
     assert con.execute(kind).fetchall() == [("BASE TABLE",)]
+    con.close()
+    path.write_text(path.read_text().replace("materialized='table'", "materialized='view'"))
+    assert run_cli(demo_project, "build").returncode == 0
+    con = db.connect(str(demo_project / "target" / "dev.duckdb"), read_only=True)
+    assert con.execute(kind).fetchall() == [("VIEW",)]
 
 
 def test_every_command_has_help_and_is_in_the_readme() -> None:

@@ -70,9 +70,10 @@ def test_unique_and_not_null_fail_with_counts_samples_and_downstream_skipped(dem
     model = demo_project / "models" / "stg_orders.sql"
     # Duplicate the orders whose id is a multiple of 50, and add one order without an id.
     model.write_text(model.read_text() + "\nunion all\nselect order_id, user_id, occurred_at, items, promised_at, "
-                     "region, platform from {{ ref('stg_events') }} where event_type = 'order_placed' "
+                     "region, platform, landed_date from {{ ref('stg_events') }} where event_type = 'order_placed' "
                      "and order_id % 50 = 0\n"
-                     "union all\nselect null, 1, timestamp '2026-01-01', 1, timestamp '2026-01-01', 'north', 'ios'\n")
+                     "union all\nselect null, 1, timestamp '2026-01-01', 1, timestamp '2026-01-01', 'north', 'ios', "
+                     "date '2026-01-01'\n")
     result = run_cli(demo_project, "build", "--log-format", "json")
     assert result.returncode == EXIT_TEST, result.stderr
     duplicated = raw(demo_project, "SELECT count(DISTINCT order_id) FROM events "

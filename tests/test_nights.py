@@ -15,10 +15,13 @@ import sys
 from test_incremental import same_numbers, scorecard_values
 
 from northstar_pipeline import api
+from northstar_pipeline.build.pipeline import recomputed_periods
 from northstar_pipeline.demo.append_day import append_day
 from northstar_pipeline.errors import EXIT_OK, EXIT_USAGE
 
 NIGHTS = 30
+INCREMENTAL_MODELS = ("stg_events", "stg_orders", "stg_deliveries", "stg_signups", "stg_tickets", "orders_enriched")
+METRICS = {p.stem for p in (Path(__file__).resolve().parent.parent / "metrics").glob("*.sql")}
 
 
 def demo_data(*args: str) -> subprocess.CompletedProcess:
@@ -65,7 +68,12 @@ def test_a_month_of_nights_each_equal_to_a_full_refresh(tmp_path: Path, warehous
         backfill = {"backfill_from": (day - datetime.timedelta(days=10)).isoformat()} if night == NIGHTS // 2 else None
         result = api.build(api.load(nightly, vars=backfill))
         modes = {r.name: r.mode for r in result.results}
-        assert modes["stg_events"] == "incremental"
+        # Incremental downstream too: every model by the landing watermark, every metric from its first
+        # period the night touched (recomputed_from), none rebuilt in full.
+        assert all(modes[m] == "incremental" for m in INCREMENTAL_MODELS), modes
+        cuts = recomputed_periods(result.results)
+        assert set(cuts) == METRICS and all(modes[m] == "incremental" for m in METRICS), modes
+        assert all(cut for cut in cuts.values())  # each night lands new orders, deliveries and events
         api.build(api.load(full), full_refresh=True)
         assert same_numbers(scorecard_values(nightly), scorecard_values(full)), f"night {night + 1} ({day}) differs"
         assert stored_digest(nightly) == stored_digest(full)

@@ -119,7 +119,8 @@ def test_methods(manifest) -> None:
     assert chosen(manifest, "source:raw+") == MODELS | METRICS
     assert chosen(manifest, "config.owner:Engagement") == {"orders_per_customer", "push_click_through_rate"}
     assert chosen(manifest, "config.owner:Logistics*") == {"on_time_rate", "avg_delivery_minutes_late"}
-    assert chosen(manifest, "config.materialized:incremental") == {"stg_events"}  # dbt's own example
+    assert chosen(manifest, "config.materialized:incremental") == {  # dbt's own example
+        "stg_events", "stg_orders", "stg_deliveries", "stg_signups", "stg_tickets", "orders_enriched"}
     assert chosen(manifest, "config.kind:counter") == {"support_tickets_per_order"}
     assert chosen(manifest, "config.warn_change_pct:3") == {"support_tickets_per_order"}
     assert chosen(manifest, "config.tags:daily") == {"on_time_rate"}

@@ -18,6 +18,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from northstar_pipeline.build.delta_tests import narrowed, remember
 from northstar_pipeline.errors import CompileError, DataTestError, ExecutionError, ProjectError
 from northstar_pipeline.project.datatests import DataTest, load_data_tests, parse_test_config
 from northstar_pipeline.project.sandbox import (
@@ -318,14 +319,22 @@ class TestRun:
     def __post_init__(self) -> None:
         self.pending = list(self.compiled)
 
-    def after_node(self, con: duckdb.DuckDBPyConnection, unbuilt: set[str]) -> set[str]:
-        """Run the tests now ready (nothing they read is still to build); the nodes whose downstream to skip."""
+    def after_node(self, con: duckdb.DuckDBPyConnection, unbuilt: set[str], deltas: Any = None) -> set[str]:
+        """Run the tests now ready (nothing they read is still to build); the nodes whose downstream to skip.
+
+        ``deltas`` (the run's, engines/delta.py): a test that passed last time checks only an incremental
+        model's new rows when that is a proof (build/delta_tests.py)."""
         failed: set[str] = set()
         for compiled in list(self.pending):
             if any(dep in unbuilt for dep in compiled.depends_on):
                 continue
             self.pending.remove(compiled)
-            result, rows = run_test(con, compiled, self.store_all)
+            narrow = narrowed(con, compiled, deltas) if deltas is not None else None
+            result, rows = run_test(con, narrow or compiled, self.store_all)
+            if narrow is not None:
+                result = replace(result, message="checked this run's new rows only: the stored rows passed")
+            if deltas is not None:
+                remember(con, compiled, result.failures, deltas)
             self._record(result, rows)
             if result.status == "error":
                 failed.update(compiled.attached_to)

@@ -298,14 +298,27 @@ def execute_plan(engine: Engine, manifest: Manifest, plan: Plan, report: Reporte
             results.append(result)
             report("node_done", {"node": node.name, "relation": node.relation, "index": len(results), "total": total,
                                  "rows": result.rows, "seconds": round(result.seconds, 3), "status": result.status,
-                                 **({"mode": result.mode} if result.mode else {})})
+                                 **({"mode": result.mode} if result.mode else {}),
+                                 **({"recomputed_from": result.recomputed_from}
+                                    if result.recomputed_from is not None else {}),
+                                 **({"fallback": result.fallback} if result.fallback else {})})
             unbuilt.discard(node.name)
             if tests is not None:
-                for failed in tests.after_node(engine.scoring_connection(manifest), unbuilt):
+                for failed in tests.after_node(engine.scoring_connection(manifest), unbuilt,
+                                               getattr(engine, "deltas", None)):
                     skipped |= descendants(manifest, failed)
     if tests is not None:
         tests.skip_pending("a node it reads was skipped")
     return tuple(results)
+
+
+def recomputed_periods(results: tuple[NodeResult, ...]) -> dict[str, dict[str, str | None]]:
+    """Per metric built: {grain: the first period_start it recomputed (ISO date), None = every period}.
+
+    From execute_plan's (or RunResult's) results. A grain missing from an incremental metric's map was not
+    recomputed: its stored rows stand. Metrics not built (skipped, Spark) are absent.
+    """
+    return {r.name: dict(r.recomputed_from) for r in results if r.recomputed_from is not None}
 
 
 def read_scorecard(project: Project) -> "pa.Table":

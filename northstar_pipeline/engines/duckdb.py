@@ -18,7 +18,9 @@ import sqlglot
 from sqlglot import exp
 
 from northstar_pipeline.engines.coverage import check_aligned, record_coverage
+from northstar_pipeline.engines.delta import RunDeltas
 from northstar_pipeline.engines.incremental import build_incremental
+from northstar_pipeline.engines.incremental_metrics import MetricBuild, build_metric
 from northstar_pipeline.errors import ExecutionError, LockedError, ProjectError
 from northstar_pipeline.project.connection import connect_confined
 from northstar_pipeline.types import (
@@ -140,24 +142,29 @@ def create_sources(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> None:
 
 
 def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint: str = "",
-                 full_refresh: bool = False) -> NodeResult:
+                 full_refresh: bool = False, deltas: RunDeltas | None = None) -> NodeResult:
+    """Build one node; with ``deltas`` (the run's, engines/delta.py) incremental models keep their delta and
+    metrics recompute only the periods it touches (engines/incremental_metrics.py)."""
     started = time.perf_counter()
     _create_schema(con, node.schema)
     relation = exp.table_(node.name, db=node.schema, quoted=True)
     kind = "VIEW" if node.materialized == "view" else "TABLE"
     mode = None
+    metric: MetricBuild | None = None
     try:
         if node.materialized == "incremental":
-            mode = build_incremental(con, node, fingerprint, full_refresh)
+            mode = build_incremental(con, node, fingerprint, full_refresh, deltas,
+                                     force_full=deltas.full_upstream(node) if deltas is not None else "")
+        elif node.kind is NodeKind.METRIC and deltas is not None:
+            metric = build_metric(con, node, fingerprint, full_refresh, deltas,
+                                  lambda: _create_relation(con, node, relation, kind))
+            mode = metric.mode
         else:
-            query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")  # cached: text
-            # A node that changes between table and view must first lose the other kind of object.
-            existing = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? "
-                                   "AND table_name = ?", [node.schema, node.name]).fetchall()
-            if existing and (existing[0][0] == "VIEW") != (kind == "VIEW"):
-                other = "VIEW" if existing[0][0] == "VIEW" else "TABLE"
-                con.execute(exp.Drop(kind=other, tables=[relation.copy()]).sql("duckdb"))
-            con.execute(exp.Create(kind=kind, replace=True, this=relation, expression=query).sql("duckdb"))
+            _create_relation(con, node, relation, kind)
+            if deltas is not None and kind == "TABLE":
+                deltas.record(node, None)  # rebuilt in full: its delta is unknown
+            elif deltas is not None:
+                deltas.nodes[node.name] = node  # a view: its delta is its query over its upstream's, if row-local
         rows = None if kind == "VIEW" else con.execute(
             exp.select(exp.Count(this=exp.Star())).from_(relation.copy()).sql("duckdb")).fetchall()[0][0]
     except duckdb.InterruptException:
@@ -172,8 +179,22 @@ def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint
     if node.kind is NodeKind.METRIC:
         check_one_row_per_period(con, node)
         check_aligned(con, node)
-        record_coverage(con, node)
-    return NodeResult(node.name, node.relation, "success", time.perf_counter() - started, rows, mode=mode)
+        if metric is None:
+            record_coverage(con, node)
+    return NodeResult(node.name, node.relation, "success", time.perf_counter() - started, rows, mode=mode,
+                      recomputed_from=metric.recomputed_from if metric else None,
+                      fallback=metric.reason if metric else (deltas.reasons.get(node.name, "") if deltas else ""))
+
+
+def _create_relation(con: duckdb.DuckDBPyConnection, node: CompiledNode, relation: exp.Table, kind: str) -> None:
+    query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")  # cached: text
+    # A node that changes between table and view must first lose the other kind of object.
+    existing = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? "
+                           "AND table_name = ?", [node.schema, node.name]).fetchall()
+    if existing and (existing[0][0] == "VIEW") != (kind == "VIEW"):
+        other = "VIEW" if existing[0][0] == "VIEW" else "TABLE"
+        con.execute(exp.Drop(kind=other, tables=[relation.copy()]).sql("duckdb"))
+    con.execute(exp.Create(kind=kind, replace=True, this=relation.copy(), expression=query.copy()).sql("duckdb"))
 
 
 def check_one_row_per_period(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> None:
@@ -216,6 +237,7 @@ class DuckDBEngine:
 
     def __init__(self, target: Target, reads: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> None:
         self.con = connect(target, reads=reads)
+        self.deltas = RunDeltas()  # what this run changed in each relation (engines/delta.py)
 
     def begin(self) -> None:
         self.con.execute("BEGIN TRANSACTION")
@@ -225,7 +247,7 @@ class DuckDBEngine:
 
     def execute_node(self, node: CompiledNode, fingerprint: str = "", full_refresh: bool = False) -> NodeResult:
         # On a worker thread, so Ctrl-C interrupts DuckDB at once (run_interruptible)
-        return run_interruptible(self.con, lambda: execute_node(self.con, node, fingerprint, full_refresh))
+        return run_interruptible(self.con, lambda: execute_node(self.con, node, fingerprint, full_refresh, self.deltas))
 
     def describe(self, node: CompiledNode) -> tuple[Column, ...] | None:
         rows = self.con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "

@@ -17,7 +17,8 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from northstar_pipeline.types import CompiledNode, Manifest
+from northstar_pipeline.engines.delta import RunDeltas, batch_table, capture_delta, record_version, stored_version
+from northstar_pipeline.types import CompiledNode, Manifest, NodeKind
 
 STATE_SCHEMA, STATE_TABLE = "_northstar", "incremental_state"
 BATCH = "_northstar_batch"
@@ -30,16 +31,30 @@ def lineage_fingerprints(manifest: Manifest) -> dict[str, str]:
                                     for s in manifest.project.sources}
     for node in manifest.nodes:  # topological order: parents first
         parents = sorted(fingerprints.get(p, p) for p in node.depends_on)
-        fingerprints[node.name] = hashlib.sha256("\n".join([node.sql, *parents]).encode()).hexdigest()[:16]
+        # A metric's SQL bakes in the as-of (its to-date rendering); its definition is its grain queries.
+        own = f"{node.definition_hash}|{node.coverage_sql}" if node.kind is NodeKind.METRIC else node.sql
+        fingerprints[node.name] = hashlib.sha256("\n".join([own, *parents]).encode()).hexdigest()[:16]
     return fingerprints
 
 
-def build_incremental(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint: str, full_refresh: bool) -> str:
-    """Build ``node`` in full or as a batch; return which ("full" or "incremental")."""
+def build_incremental(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint: str, full_refresh: bool,
+                      deltas: RunDeltas | None = None, force_full: str = "") -> str:
+    """Build ``node`` in full or as a batch; return which ("full" or "incremental").
+
+    ``force_full`` (a reason) rebuilds in full: what the batch reads was itself rebuilt in full this run.
+    With ``deltas``, the run keeps the batch's delta (engines/delta.py) and the relation's new version.
+    """
     relation = exp.table_(node.name, db=node.schema, quoted=True)
     stored = _stored_fingerprint(con, node)
     kind, columns = _stored_relation(con, node)
-    if full_refresh or stored != fingerprint or columns != [(c.name, c.type) for c in node.columns]:
+    previous = stored_version(con, node.name)[0] if deltas is not None else None
+    delta = None
+    same_columns = columns == [(c.name, c.type) for c in node.columns]
+    if full_refresh or force_full or stored != fingerprint or not same_columns:
+        if deltas is not None:  # run_results.json says why
+            deltas.reasons[node.name] = ("--full-refresh" if full_refresh else force_full or
+                                         ("first build" if stored is None else "its definition or an upstream "
+                                          "definition changed" if stored != fingerprint else "its columns changed"))
         query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")
         if kind == "VIEW":  # it was a view before: CREATE OR REPLACE TABLE does not replace a view
             con.execute(exp.Drop(kind="VIEW", tables=[relation.copy()]).sql("duckdb"))
@@ -50,14 +65,22 @@ def build_incremental(con: duckdb.DuckDBPyConnection, node: CompiledNode, finger
         con.execute(exp.Create(kind="TABLE", replace=True, this=exp.to_table(BATCH), expression=batch,
                                properties=exp.Properties(expressions=[exp.TemporaryProperty()])).sql("duckdb"))
         key = getattr(node.config, "unique_key", ())
+        delta = capture_delta(con, node, BATCH, relation, key, previous) if deltas is not None else None
         if key:
             match = exp.and_(*(exp.column(k, table=node.name, quoted=True).eq(exp.column(k, table=BATCH, quoted=True))
                                for k in key))
             con.execute(f"DELETE FROM {relation.sql('duckdb')} USING {BATCH} WHERE {match.sql('duckdb')}")
         con.execute(f"INSERT INTO {relation.sql('duckdb')} BY NAME SELECT * FROM {BATCH}")
-        con.execute(exp.Drop(kind="TABLE", tables=[exp.to_table(BATCH)]).sql("duckdb"))
+        if deltas is not None:  # kept for the run: data tests check the inserted rows (build/delta_tests.py)
+            con.execute(exp.Drop(kind="TABLE", tables=[exp.to_table(batch_table(node))], exists=True).sql("duckdb"))
+            con.execute(f"ALTER TABLE {BATCH} RENAME TO {exp.to_identifier(batch_table(node), quoted=True).sql('duckdb')}")
+        else:
+            con.execute(exp.Drop(kind="TABLE", tables=[exp.to_table(BATCH)]).sql("duckdb"))
         mode = "incremental"
     _record(con, node, fingerprint)
+    if deltas is not None:
+        record_version(con, node.name, fingerprint)
+        deltas.record(node, delta if mode == "incremental" else None)
     return mode
 
 
