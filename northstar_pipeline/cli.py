@@ -333,11 +333,15 @@ def demo_data(events: int, seed: int, out_dir: str, append: Any) -> None:
         click.echo(f"appended {added.day}: {added.events:,} events ({added.late:,} landing late), "
                    f"{added.redelivered + added.doubled:,} re-deliveries, into partitions "
                    f"{', '.join(d.isoformat() for d in added.partitions)}")
+        if added.payments is not None:
+            click.echo(f"appended {added.payments:,} payments of {added.day}")
         return
 
     summary = generate_demo_data(Path(out_dir), events=events, seed=seed)
     click.echo(f"wrote {summary.events:,} events of {summary.users:,} users "
                f"({summary.first_day} .. {summary.last_day}) to {summary.events_dir}")
+    click.echo(f"wrote {summary.payments:,} payments (revenue, led by on-time orders "
+               f"{summary.revenue_lag_weeks} weeks earlier) to {summary.payments_dir}")
 
 
 @cli.command()

@@ -34,7 +34,9 @@ def copy_demo_project(dest: Path, events_dir: Path) -> Path:
     profiles = dest / "profiles.yml"
     text = profiles.read_text()
     assert "events_path: data/warehouse/events" in text
-    profiles.write_text(text.replace("events_path: data/warehouse/events", f"events_path: {events_dir}"))
+    # payments_path too: a test that points events_path at a lake of its own keeps the warehouse's payments.
+    profiles.write_text(text.replace("events_path: data/warehouse/events",
+                                     f"events_path: {events_dir}\n  payments_path: {events_dir.parent / 'payments'}"))
     return dest
 
 
