@@ -226,8 +226,10 @@ def lint(project: Any, fmt: str) -> None:
         lint_project,
     )
 
+    from northstar_pipeline.analysis.charter_report import checklist_findings, with_checklist
+
     findings = lint_project(project)
-    click.echo(format_findings(findings, fmt))
+    click.echo(with_checklist(format_findings(findings, fmt), checklist_findings(project), fmt))  # never the exit code
     if has_errors(findings):
         sys.exit(EXIT_PROJECT)
     if findings.skipped:  # the data rules could not run: not a pass
@@ -470,7 +472,11 @@ def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None, seg
     if fmt == "html":  # the page also shows hypothesis verdicts and the previous build's definitions
         from northstar_pipeline.present.html import page_context
 
-        context = page_context(project)
+        from dataclasses import replace
+
+        from northstar_pipeline.analysis.charter_report import charter_page
+
+        context = replace(page_context(project), **charter_page(project))  # the charter and its checklist
     click.echo(render_scorecard(card, grain=grain, fmt=fmt, period=period, project=name, context=context))
 
 
