@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_EVENTS ?= 2000000
 DEMO_SEED ?= 42
-# Bumped when demo-data writes other columns (2: region, platform), so `make demo` regenerates the data.
-DEMO_DATA_VERSION := 2
+# Bumped when demo-data writes other columns (2: region, platform; 3: the payments source), so `make demo` regenerates the data.
+DEMO_DATA_VERSION := 3
 
 .PHONY: demo test data build clean
 

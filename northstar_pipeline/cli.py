@@ -226,8 +226,10 @@ def lint(project: Any, fmt: str) -> None:
         lint_project,
     )
 
+    from northstar_pipeline.analysis.charter_report import checklist_findings, with_checklist
+
     findings = lint_project(project)
-    click.echo(format_findings(findings, fmt))
+    click.echo(with_checklist(format_findings(findings, fmt), checklist_findings(project), fmt))  # never the exit code
     if has_errors(findings):
         sys.exit(EXIT_PROJECT)
     if findings.skipped:  # the data rules could not run: not a pass
@@ -333,11 +335,15 @@ def demo_data(events: int, seed: int, out_dir: str, append: Any) -> None:
         click.echo(f"appended {added.day}: {added.events:,} events ({added.late:,} landing late), "
                    f"{added.redelivered + added.doubled:,} re-deliveries, into partitions "
                    f"{', '.join(d.isoformat() for d in added.partitions)}")
+        if added.payments is not None:
+            click.echo(f"appended {added.payments:,} payments of {added.day}")
         return
 
     summary = generate_demo_data(Path(out_dir), events=events, seed=seed)
     click.echo(f"wrote {summary.events:,} events of {summary.users:,} users "
                f"({summary.first_day} .. {summary.last_day}) to {summary.events_dir}")
+    click.echo(f"wrote {summary.payments:,} payments (revenue, led by on-time orders "
+               f"{summary.revenue_lag_weeks} weeks earlier) to {summary.payments_dir}")
 
 
 @cli.command()
@@ -466,7 +472,11 @@ def _print_scorecard(project: Any, grain: str, fmt: str, period: str | None, seg
     if fmt == "html":  # the page also shows hypothesis verdicts and the previous build's definitions
         from northstar_pipeline.present.html import page_context
 
-        context = page_context(project)
+        from dataclasses import replace
+
+        from northstar_pipeline.analysis.charter_report import charter_page
+
+        context = replace(page_context(project), **charter_page(project))  # the charter and its checklist
     click.echo(render_scorecard(card, grain=grain, fmt=fmt, period=period, project=name, context=context))
 
 

@@ -19,7 +19,13 @@ SMALL_EVENTS = 60_000
 @pytest.fixture(scope="session")
 def warehouse(tmp_path_factory: pytest.TempPathFactory):
     """One demo warehouse for the whole session (about a year of events)."""
-    return generate_demo_data(tmp_path_factory.mktemp("warehouse"), events=SMALL_EVENTS, seed=7)
+    summary = generate_demo_data(tmp_path_factory.mktemp("warehouse"), events=SMALL_EVENTS, seed=7)
+    _SESSION_PAYMENTS[:] = [summary.payments_dir]
+    return summary
+
+
+# The session warehouse's payments: a test that builds a lake of its own from the events reads these.
+_SESSION_PAYMENTS: list[Path] = []
 
 
 def copy_demo_project(dest: Path, events_dir: Path) -> Path:
@@ -34,7 +40,12 @@ def copy_demo_project(dest: Path, events_dir: Path) -> Path:
     profiles = dest / "profiles.yml"
     text = profiles.read_text()
     assert "events_path: data/warehouse/events" in text
-    profiles.write_text(text.replace("events_path: data/warehouse/events", f"events_path: {events_dir}"))
+    # payments_path too: a test that points events_path at a lake of its own keeps the warehouse's payments.
+    payments = events_dir.parent / "payments"
+    if not payments.is_dir() and _SESSION_PAYMENTS:
+        payments = _SESSION_PAYMENTS[0]
+    profiles.write_text(text.replace("events_path: data/warehouse/events",
+                                     f"events_path: {events_dir}\n  payments_path: {payments}"))
     return dest
 
 

@@ -156,7 +156,7 @@ def test_rerun_replaces_the_dataset_and_leaves_no_temp_files(tmp_path: Path, con
     con.execute(f"create table first_run as select * from {events_sql(first.events_dir)}")
     (out / "events" / "landed_date=1999-01-01").mkdir()  # a stray partition must not survive
     second = generate_demo_data(out, events=5_000, seed=2)
-    assert sorted(p.name for p in out.iterdir()) == ["events"]
+    assert sorted(p.name for p in out.iterdir()) == ["events", "payments"]
     assert not (out / "events" / "landed_date=1999-01-01").exists()
     new = events_sql(second.events_dir)
     assert one(con, f"select count(*) from {new}") == second.events
@@ -171,7 +171,7 @@ def test_failed_run_keeps_the_previous_dataset(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(demo_data, "_copy_sql", lambda ctx, target: "select * from no_such_table")
     with pytest.raises(duckdb.Error):
         generate_demo_data(out, events=5_000, seed=2)
-    assert sorted(p.name for p in out.iterdir()) == ["events"]
+    assert sorted(p.name for p in out.iterdir()) == ["events", "payments"]
     assert one(con, f"select count(*) from {events_sql(out / 'events')}") == first.events
 
 
@@ -392,3 +392,28 @@ def test_story_push_effect_lags_two_weeks(large: DemoDataSummary, weekly: duckdb
     assert set(correlations) == {0, 1, 2, 3}
     assert max(correlations, key=correlations.get) == large.push_lag_weeks
     assert correlations[2] > 0.5
+
+
+def test_payments_are_repeat_baskets_of_on_time_orders_two_weeks_later(small: DemoDataSummary,
+                                                                       small_table: duckdb.DuckDBPyConnection) -> None:
+    """Story item 6, by independent SQL: one payment per on-time order, 14 days after it was placed."""
+    assert small.revenue_lag_weeks == 2 and small.payments_dir == small.out_dir / "payments"
+    small_table.execute(f"create or replace temp view pay as select * from read_parquet('{small.payments_dir}/*.parquet')")
+    assert small_table.execute("describe pay").fetchall()[0][:2] == ("payment_id", "BIGINT")
+    assert one(small_table, "select count(*) from pay") == small.payments > 0
+    assert one(small_table, "select count(*) - count(distinct payment_id) from pay") == 0
+    joined = """
+        select p.*, o.user_id as order_user, o.occurred_at as placed_at, o.items, d.delivered_at <= d.promised_at as on_time
+        from pay as p
+        left join e as o on o.order_id = p.payment_id and o.event_type = 'order_placed'
+        left join e as d on d.order_id = p.payment_id and d.event_type = 'order_delivered'"""
+    assert one(small_table, f"select count(*) from ({joined}) where order_user = user_id and on_time "
+                            "and paid_at = placed_at + interval 14 day "
+                            "and amount between round(items * 3.5 * 0.97, 2) - 0.01 and round(items * 3.5 * 1.03, 2) + 0.01"
+               ) == small.payments
+    # every on-time order whose repeat basket falls inside the data has one
+    expected = one(small_table, """
+        select count(*) from e as o join e as d on d.order_id = o.order_id and d.event_type = 'order_delivered'
+        where o.event_type = 'order_placed' and d.delivered_at <= d.promised_at
+          and o.occurred_at + interval 14 day < (select max(occurred_at) from e) """)
+    assert small.payments >= expected and small.payments - expected <= 20  # the last moments of the data

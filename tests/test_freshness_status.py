@@ -33,14 +33,13 @@ def newest_event(project: Path) -> datetime.datetime:
 
 
 def set_rule(project: Path, warn: str, error: str) -> None:
-    """Replace the demo's freshness block (the last lines of sources.yml) with another rule."""
+    """Replace the demo's freshness block (raw.events' three freshness lines in sources.yml) with another rule."""
     path = project / SOURCES
-    text = path.read_text()
-    assert text.count("        freshness:\n") == 1 and text.endswith("error_after: " + text.rsplit("error_after: ", 1)[1])
-    path.write_text(text[:text.index("        freshness:\n")] + f"""        freshness:
-          warn_after: {warn}
-          error_after: {error}
-""")
+    lines = path.read_text().splitlines(keepends=True)
+    at = lines.index("        freshness:\n")
+    assert lines[at + 1].lstrip().startswith("warn_after: ") and lines[at + 2].lstrip().startswith("error_after: ")
+    lines[at + 1:at + 3] = [f"          warn_after: {warn}\n", f"          error_after: {error}\n"]
+    path.write_text("".join(lines))
 
 
 def freshness_json(project: Path) -> tuple[int, dict]:

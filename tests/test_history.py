@@ -85,7 +85,7 @@ def test_documented_history_queries(three_builds, monkeypatch) -> None:
 
     con.execute("SET VARIABLE report_day = $d", {"d": week_ago})
     reported = con.execute(report).fetchall()
-    assert {r[6] for r in reported} == {runs[0]} and len(reported) == 10  # that day's build, every metric
+    assert {r[6] for r in reported} == {runs[0]} and len(reported) == 12  # that day's build, every metric
     con.execute("SET VARIABLE report_day = $d", {"d": date.today()})
     assert {r[6] for r in con.execute(report).fetchall()} == {runs[2]}  # today: the latest build
 

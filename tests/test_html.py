@@ -59,6 +59,8 @@ def shown(value: float | None, unit: str) -> str:
         return f"{value:.1%}"
     if unit == "count":
         return f"{value:,.0f}"
+    if unit == "currency":
+        return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:,.2f}"
     text = f"{value:,.0f}" if float(value).is_integer() or abs(value) >= 1000 else f"{value:.4g}"
     return f"{text} min" if unit == "minutes" else text
 
@@ -73,8 +75,8 @@ def test_html_scorecard_shows_the_published_values(demo_project: Path) -> None:
         WHERE grain = 'month' AND period_start = (SELECT max(period_start) FROM read_parquet($p)
                                                   WHERE grain = 'month' AND is_complete)
     """, {"p": str(demo_project / "target" / "scorecard.parquet")}).fetchall()
-    assert set(page.rows) == {m for m, *_ in expected} and len(expected) == 10
-    assert {unit for *_, unit in expected} == {"count", "percent", "minutes", "number"}
+    assert set(page.rows) == {m for m, *_ in expected} and len(expected) == 12  # 10 in the tree, 2 outcomes
+    assert {unit for *_, unit in expected} == {"count", "percent", "minutes", "number", "currency"}
     for metric, label, value, previous, status, unit in expected:
         cells = page.rows[metric]
         assert cells["label"] == label

@@ -2,7 +2,8 @@
 
 The oracle deduplicates with DISTINCT (the pipeline uses row_number), buckets weeks
 with isodow arithmetic and months with make_date (the pipeline uses date_trunc),
-and joins orders to deliveries itself.
+and joins orders to deliveries itself. The outcomes (revenue, 4-week retention) are checked the same
+way: revenue over the raw payments Parquet, retention with EXISTS instead of the model's left join.
 """
 
 from __future__ import annotations
@@ -43,6 +44,20 @@ bucketed AS (
     SELECT grain, p, avg(epoch(delivered_at) - epoch(promised_at)) / 60 AS minutes_late
     FROM bucketed WHERE event_type = 'order_delivered' GROUP BY ALL
 )
+, paid AS (SELECT DISTINCT payment_id, paid_at, amount FROM read_parquet($payments)),
+revenue AS (
+    SELECT g.grain,
+        CASE g.grain WHEN 'week' THEN CAST(paid_at AS DATE) - CAST(isodow(paid_at) - 1 AS INTEGER)
+                     ELSE make_date(year(paid_at), month(paid_at), 1) END AS p,
+        sum(amount) AS amount
+    FROM paid CROSS JOIN grains g GROUP BY ALL
+), firsts AS (
+    SELECT f.grain, f.p, f.user_id,
+           EXISTS (SELECT 1 FROM raw o WHERE o.event_type = 'order_placed' AND o.user_id = f.user_id
+                   AND o.occurred_at < f.first_at AND o.occurred_at >= f.first_at - INTERVAL 28 DAY) AS retained
+    FROM (SELECT grain, p, user_id, min(occurred_at) AS first_at FROM bucketed
+          WHERE event_type = 'order_placed' GROUP BY ALL) AS f
+)
 SELECT 'on_time_orders', grain, p, on_time FROM orders
 UNION ALL SELECT 'ordering_customers', grain, p, customers FROM orders
 UNION ALL SELECT 'orders_per_customer', grain, p, n / customers FROM orders
@@ -54,12 +69,16 @@ UNION ALL SELECT 'search_to_cart_rate', grain, p, carts / nullif(searches, 0) FR
 UNION ALL SELECT 'avg_delivery_minutes_late', grain, p, minutes_late FROM lateness
 UNION ALL SELECT 'support_tickets_per_order', o.grain, o.p, coalesce(e.tickets, 0) / o.n
     FROM orders o LEFT JOIN events e USING (grain, p)
+UNION ALL SELECT 'revenue', o.grain, o.p, coalesce(r.amount, 0)  -- a week without payments is 0 (the spine)
+    FROM orders o LEFT JOIN revenue r USING (grain, p)
+UNION ALL SELECT 'retention_4w', grain, p, avg(CASE WHEN retained THEN 1.0 ELSE 0.0 END) FROM firsts GROUP BY ALL
 """
 
 
 @pytest.fixture(scope="module")
 def oracle(warehouse) -> dict[tuple[str, str, object], float | None]:
-    rows = duckdb.connect().execute(ORACLE, {"glob": events_glob(warehouse)}).fetchall()
+    rows = duckdb.connect().execute(ORACLE, {"glob": events_glob(warehouse),
+                                             "payments": f"{warehouse.payments_dir}/*.parquet"}).fetchall()
     return {(m, g, p): v for m, g, p, v in rows}
 
 
@@ -74,7 +93,7 @@ def scorecard(built_demo) -> dict[tuple[str, str, object], float | None]:
 
 METRICS = ["on_time_orders", "ordering_customers", "orders_per_customer", "on_time_rate", "items_per_order",
            "new_customers", "push_click_through_rate", "search_to_cart_rate", "avg_delivery_minutes_late",
-           "support_tickets_per_order"]
+           "support_tickets_per_order", "revenue", "retention_4w"]  # the last two: outcomes, outside the tree
 
 
 @pytest.mark.parametrize("grain", ["week", "month"])

@@ -48,6 +48,7 @@ def stored_digest(project: Path) -> tuple:
 def test_a_month_of_nights_each_equal_to_a_full_refresh(tmp_path: Path, warehouse) -> None:
     lake = tmp_path / "warehouse"
     shutil.copytree(warehouse.events_dir, lake / "events")
+    shutil.copytree(warehouse.payments_dir, lake / "payments")
     nightly = copy_demo_project(tmp_path / "nightly", lake / "events")
     full = copy_demo_project(tmp_path / "full", lake / "events")
     api.build(api.load(nightly))
@@ -64,6 +65,9 @@ def test_a_month_of_nights_each_equal_to_a_full_refresh(tmp_path: Path, warehous
             late, redelivered = late + added.late, redelivered + added.redelivered + added.doubled
         rows, distinct, newest = raw_counts(lake / "events")
         assert rows > rows_before and newest.date() == day
+        paid_today = duckdb.sql(f"SELECT count(*) FROM read_parquet('{lake}/payments/*.parquet') "
+                                f"WHERE CAST(paid_at AS DATE) = DATE '{day}'").fetchall()[0][0]
+        assert paid_today > 0  # the revenue source lands the day too
         # A backfill night in the middle: re-read ten days of partitions.
         backfill = {"backfill_from": (day - datetime.timedelta(days=10)).isoformat()} if night == NIGHTS // 2 else None
         result = api.build(api.load(nightly, vars=backfill))

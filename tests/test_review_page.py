@@ -138,7 +138,7 @@ def test_page_renders_at_width(browser, page: Path, built_demo, default_week, wi
     # Every metric's value in the table is the scorecard's.
     expected = card(project, "SELECT metric, value, previous_value, unit, status FROM CARD WHERE grain = 'week' "
                              "AND period_start = $p", p=default_week)
-    assert len(expected) == 10
+    assert len(expected) == 12  # 10 in the tree and the 2 outcomes
     for metric, value, previous, unit, status in expected:
         row = css(browser, f'table.metrics tr[data-metric="{metric}"]')[0]
         assert row.find_element("css selector", '[data-field="value"]').text == shown(value, unit)

@@ -14,13 +14,14 @@ from northstar_pipeline.build.plan import parse_selectors, plan_layers
 from northstar_pipeline.errors import UsageError
 
 # The demo's DAG, written out by hand from the ref()/source() calls of its files.
-STAGING = {"stg_events", "stg_deliveries", "stg_orders", "stg_pushes", "stg_sessions", "stg_signups", "stg_tickets"}
+STAGING = {"stg_events", "stg_deliveries", "stg_orders", "stg_pushes", "stg_sessions", "stg_signups", "stg_tickets",
+           "stg_payments"}
 MODELS = STAGING | {"orders_enriched"}
 METRICS = {"on_time_orders", "on_time_rate", "ordering_customers", "orders_per_customer", "items_per_order",
            "avg_delivery_minutes_late", "new_customers", "push_click_through_rate", "search_to_cart_rate",
-           "support_tickets_per_order"}
+           "support_tickets_per_order", "revenue", "retention_4w"}
 BELOW_STG_ORDERS = {"orders_enriched", "on_time_orders", "on_time_rate", "items_per_order", "ordering_customers",
-                    "orders_per_customer", "support_tickets_per_order"}
+                    "orders_per_customer", "support_tickets_per_order", "retention_4w"}
 BELOW_STG_DELIVERIES = {"orders_enriched", "on_time_orders", "on_time_rate", "avg_delivery_minutes_late"}
 
 
@@ -58,7 +59,7 @@ def test_plus_operator(manifest) -> None:
 
 def test_n_plus_operator(manifest) -> None:
     # "my_model+1": it and its first-degree descendants
-    assert chosen(manifest, "stg_events+1") == STAGING
+    assert chosen(manifest, "stg_events+1") == STAGING - {"stg_payments"}  # that one reads billing.payments
     # "2+my_model": it, its parents and its grandparents
     assert chosen(manifest, "2+on_time_orders") == {"on_time_orders", "orders_enriched", "stg_deliveries", "stg_orders"}
     # "3+my_model+4": ancestors up to the 3rd degree, descendants down to the 4th
@@ -116,7 +117,8 @@ def test_methods(manifest) -> None:
     assert chosen(manifest, "file:stg_orders.sql") == {"stg_orders"}
     # sources are views here, not nodes: source:raw is what reads it, + adds what reads that
     assert chosen(manifest, "source:raw") == {"stg_events"} == chosen(manifest, "source:raw.events")
-    assert chosen(manifest, "source:raw+") == MODELS | METRICS
+    assert chosen(manifest, "source:raw+") == (MODELS | METRICS) - {"stg_payments", "revenue"}
+    assert chosen(manifest, "source:billing+") == {"stg_payments", "revenue"}
     assert chosen(manifest, "config.owner:Engagement") == {"orders_per_customer", "push_click_through_rate"}
     assert chosen(manifest, "config.owner:Logistics*") == {"on_time_rate", "avg_delivery_minutes_late"}
     assert chosen(manifest, "config.materialized:incremental") == {  # dbt's own example

@@ -9,8 +9,8 @@ from dataclasses import asdict
 from northstar_pipeline.analysis.checklist import Verdict, check_charter
 from northstar_pipeline.analysis.whatif import fit_elasticities, project_changes, seek_goal
 from northstar_pipeline.build import pipeline
-from northstar_pipeline.errors import UsageError
-from northstar_pipeline.project.charter import Charter, load_charter, parse_change
+from northstar_pipeline.errors import NorthstarError, PublishError, UsageError
+from northstar_pipeline.project.charter import CHARTER_FILE, Charter, load_charter, parse_change
 from northstar_pipeline.tree.tree import Tree, build_tree
 from northstar_pipeline.types import Project
 
@@ -141,3 +141,73 @@ def _charter_json(charter: Charter | None) -> dict | None:
                                                "by": str(i.by) if i.by else None} for i in w.initiatives]}
                              for w in charter.work_streams],
             "answers": dict(charter.answers)}
+
+
+# The charter beside the other views: lint's findings and the review page --------------------------------------
+
+
+def checklist_or_note(project: Project) -> tuple[Charter | None, tuple[Verdict, ...], str | None]:
+    """The checklist for lint and the page, which must not fail because of it: (charter, verdicts, note).
+
+    Without a build the data criteria run on no rows (leading: not enough history; measurable: fail, run a
+    build); a charter or project that cannot be read gives no verdicts and a note saying why.
+    """
+    try:
+        charter = load_charter(project.root)
+        tree = build_tree(pipeline.compile_project(project))
+        try:
+            rows = _card_rows(project)
+        except PublishError:
+            rows = []
+        return charter, check_charter(charter, tree, rows), None
+    except NorthstarError as error:
+        where = f"{error.path}:{error.line}: " if getattr(error, "path", None) and getattr(error, "line", None) else ""
+        return None, (), f"the checklist could not run: {where}{error.message}"
+
+
+def checklist_findings(project: Project) -> list[dict]:
+    """lint --format json: one finding per verdict (rule CHECKLIST, severity info: it never sets lint's exit code).
+
+    The keys of every lint finding are kept (rule, severity, message, path, line, metric, silenced), plus
+    criterion, verdict, evidence and facts. A project without northstar.yml gets none.
+    """
+    if not (project.root / CHARTER_FILE).is_file():
+        return []
+    charter, verdicts, note = checklist_or_note(project)
+    if note:
+        return [{"rule": "CHECKLIST", "severity": "info", "message": note, "path": CHARTER_FILE, "line": None,
+                 "metric": None, "silenced": None, "criterion": None, "verdict": "not checked", "evidence": note,
+                 "facts": None}]
+    return [{"rule": "CHECKLIST", "severity": "info", "message": f"{v.criterion}: {v.verdict}: {v.evidence}",
+             "path": CHARTER_FILE, "line": v.line, "metric": charter.north_star if charter else None,
+             "silenced": None, "criterion": v.criterion, "verdict": v.verdict, "evidence": v.evidence,
+             "facts": dict(v.facts) if v.facts else None} for v in verdicts]
+
+
+def with_checklist(lint_output: str, findings: Sequence[dict], fmt: str) -> str:
+    """lint's output with the checklist: JSON findings appended to the list; text lines after the summary."""
+    if not findings:
+        return lint_output
+    if fmt == "json":
+        return json.dumps(json.loads(lint_output) + list(findings), indent=2, default=str)
+    return f"{lint_output}\n{format_checklist_findings(findings)}"
+
+
+def format_checklist_findings(findings: Sequence[dict]) -> str:
+    """lint's text: the checklist after the findings, one `northstar.yml:line: verdict criterion: evidence` line."""
+    if not findings:
+        return ""
+    lines = ["checklist (northstar checklist; not counted in lint's errors):"]
+    for f in findings:
+        where = f"{f['path']}:{f['line']}: " if f["line"] else f"{f['path']}: "
+        lines.append(f"  {where}{f['verdict']} {f['criterion'] + ': ' if f['criterion'] else ''}{f['evidence']}")
+    return "\n".join(lines)
+
+
+def charter_page(project: Project) -> dict:
+    """What the review page shows of the charter: PageContext fields charter, checklist, checklist_note."""
+    if not (project.root / CHARTER_FILE).is_file():
+        return {"charter": None, "checklist": (), "checklist_note": f"no {CHARTER_FILE}: no charter to check"}
+    charter, verdicts, note = checklist_or_note(project)
+    return {"charter": _charter_json(charter), "checklist": tuple(asdict(v) for v in verdicts),
+            "checklist_note": note}

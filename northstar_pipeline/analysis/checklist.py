@@ -51,6 +51,7 @@ class Verdict:
     verdict: str
     evidence: str
     line: int | None = None  # in northstar.yml, where it applies
+    facts: Mapping | None = None  # the numbers behind the evidence (the leading-indicator test's), for JSON readers
 
 
 def check_charter(charter: Charter | None, tree: Tree, card_rows: Sequence[Mapping]) -> tuple[Verdict, ...]:
@@ -101,15 +102,17 @@ def _leading(charter: Charter, tree: Tree, series: Mapping[str, list]) -> list[V
         if not result.enough_history:
             out.append(Verdict("leading_indicator", HISTORY,
                                f"{name}: {result.n} complete period changes, needs {charter.min_periods}",
-                               charter.line("outcomes")))
+                               charter.line("outcomes"), {"outcome": name, "n": result.n}))
             continue
         evidence = (f"{name}: best lag {result.lag} {charter.cadence}(s), effect {result.effect:+.3g}, "
                     f"p={result.p_value:.2g} (corrected for {result.lags_tried} lags: {result.p_corrected:.2g}), "
                     f"n={result.n}")
         ok = result.p_corrected < charter.alpha and result.effect > 0
+        facts = {"outcome": name, "lag": result.lag, "effect": result.effect, "p_value": result.p_value,
+                 "p_corrected": result.p_corrected, "n": result.n, "lags_tried": result.lags_tried}
         out.append(Verdict("leading_indicator", PASS if ok else FAIL,
                            evidence + ("" if ok else f"; needs corrected p < {charter.alpha} and a positive effect"),
-                           charter.line("outcomes")))
+                           charter.line("outcomes"), facts))
     return out
 
 

@@ -13,6 +13,12 @@ delivery, which may fall early the next day), plus what makes nights hard:
 Deterministic for a (warehouse, DATE, seed). Files are written as
 ``landed_date=D/events_append_<DATE>_<n>.parquet`` beside the existing ones (a temp directory
 first, then moved in), so appending a day never rewrites an existing file.
+
+Payments (``out_dir/payments/``, the revenue source) get the day too: the payments of the same weekday of
+the week before, replayed seven days later with new payment ids, as
+``payments/payments_append_<DATE>.parquet``. Revenue so keeps its level; the planted lead over on-time
+orders is a property of the generated history, not of appended days. A warehouse without a payments
+folder (generated before it existed) gets events only.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class AppendSummary:
     redelivered: int  # copies of events already in the lake, landed today
     doubled: int  # today's events landed twice
     partitions: tuple[datetime.date, ...]  # landed_date partitions written to
+    payments: int | None = None  # payments landed for the day (None: the warehouse has no payments folder)
 
 
 def append_day(out_dir: Path, day: datetime.date, seed: int = 42) -> AppendSummary:
@@ -98,9 +105,36 @@ def append_day(out_dir: Path, day: datetime.date, seed: int = 42) -> AppendSumma
             SELECT count(*) FILTER (WHERE kind = 'new'), count(*) FILTER (WHERE kind = 'new' AND landed_date > $day),
                    count(*) FILTER (WHERE kind = 'redelivered'), count(*) FILTER (WHERE kind = 'doubled')
             FROM appended_kinds""", {"day": day}).fetchall()[0]
+        payments = _append_payments(con, Path(out_dir), day)
     finally:
         con.close()
-    return AppendSummary(day, events, late, redelivered, doubled, tuple(sorted(set(partitions))))
+    return AppendSummary(day, events, late, redelivered, doubled, tuple(sorted(set(partitions))), payments)
+
+
+def _append_payments(con: duckdb.DuckDBPyConnection, out_dir: Path, day: datetime.date) -> int | None:
+    """The template day's payments, seven days later, with new ids (see the module docstring)."""
+    folder = out_dir / "payments"
+    if not any(folder.glob("*.parquet")):
+        return None
+    target = folder / f"payments_append_{day.isoformat()}.parquet"
+    scan = exp.Anonymous(this="read_parquet", expressions=[exp.Literal.string(f"{folder}/*.parquet")])
+    con.execute(exp.Create(kind="VIEW", this=exp.to_identifier("paid"), expression=exp.select("*").from_(scan))
+                .sql("duckdb"))
+    con.execute("""
+        CREATE TEMP TABLE new_payments AS
+        SELECT (SELECT max(payment_id) FROM paid) + row_number() OVER (ORDER BY payment_id) AS payment_id,
+               user_id, paid_at + INTERVAL 7 DAY AS paid_at, amount
+        FROM paid WHERE CAST(paid_at AS DATE) = $template""", {"template": day - datetime.timedelta(days=7)})
+    work = Path(tempfile.mkdtemp(prefix=".append-payments-", dir=out_dir))
+    try:
+        copy = exp.Copy(this=exp.select("*").from_("new_payments").subquery(), kind=False,
+                        files=[exp.Literal.string(str(work / target.name))],
+                        params=[exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("parquet"))])
+        con.execute(copy.sql("duckdb"))
+        os.replace(work / target.name, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return int(con.execute("SELECT count(*) FROM new_payments").fetchall()[0][0])
 
 
 # Parameters only ($day, $template, $seed, per-mille shares); one statement per step, all set-based.

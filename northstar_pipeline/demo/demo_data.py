@@ -11,6 +11,10 @@ promised_at TIMESTAMP, delivered_at TIMESTAMP, region VARCHAR, platform VARCHAR`
 ``landed_date DATE`` (= ``CAST(landed_at AS DATE)``, read it back with
 ``hive_partitioning=true``). All timestamps are naive UTC, whole seconds.
 
+Beside it, ``out_dir/payments/payments.parquet`` (one flat file, not partitioned): ``payment_id BIGINT,
+user_id BIGINT, paid_at TIMESTAMP, amount DOUBLE`` (see "Revenue" below). It is the demo's second source,
+so revenue does not go through the event staging models.
+
 Semantics the metric SQL relies on
 ----------------------------------
 * History: ``first_day`` is the Monday ``HISTORY_WEEKS`` (52) weeks before the
@@ -81,6 +85,12 @@ The story planted for the metric tree
    25%, east 25%, west 20%) and ``platform`` (ios 45%, android 40%, web 15%),
    drawn once per user from the user id. Web users click pushes at half the
    rate (``WEB_PUSH_CLICK_FACTOR``): push click-through on web is about half.
+6. Revenue follows the North Star: each on-time order brings its customer back for a repeat basket paid
+   exactly ``REVENUE_LAG_WEEKS`` (2) weeks after the order was placed (``payment_id`` = that order's id,
+   ``amount`` = items x ``REVENUE_PER_ITEM`` x the paying week's price factor, 1 +- ``REVENUE_NOISE``).
+   Weekly revenue is therefore weekly on-time orders two weeks earlier (basket-weighted) plus weekly
+   noise: the lead `northstar checklist` must find. Payments due after the end of the data are not
+   written, so the first two weeks have no revenue.
 
 
 How it is generated
@@ -126,6 +136,11 @@ DIP_WEEK_OFFSET = 38
 """The dip week starts DIP_WEEK_OFFSET weeks after first_day (2026-08-10 by default): always a full past week."""
 PUSH_LAG_WEEKS = 2
 """Orders in week w respond to the push click-through rate of week w - PUSH_LAG_WEEKS."""
+REVENUE_LAG_WEEKS = 2
+"""Revenue in week w is the repeat baskets of the on-time orders of week w - REVENUE_LAG_WEEKS."""
+REVENUE_PER_ITEM = 3.5
+REVENUE_NOISE = 0.03
+"""The paying week's price factor is uniform in 1 +- REVENUE_NOISE (one draw per week)."""
 MIN_EVENTS = 1000
 
 _WEEK_S = 7 * 86400
@@ -179,6 +194,9 @@ class DemoDataSummary:
     last_day: datetime.date
     dip_week: datetime.date  # Monday of the dip week
     push_lag_weeks: int  # the planted lag (2)
+    payments_dir: Path | None = None  # out_dir / "payments"
+    payments: int = 0  # payment rows written
+    revenue_lag_weeks: int = REVENUE_LAG_WEEKS  # the North Star's planted lead over revenue
 
 
 def history_bounds(end_date: datetime.date = DEFAULT_END_DATE) -> tuple[datetime.date, datetime.date, datetime.date]:
@@ -202,6 +220,7 @@ def generate_demo_data(out_dir: Path, *, events: int = 2_000_000, seed: int = 42
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     events_dir = out_dir / "events"
+    payments_dir = out_dir / "payments"
 
     work = Path(tempfile.mkdtemp(prefix=".demo-data-", dir=out_dir))
     try:
@@ -213,18 +232,22 @@ def generate_demo_data(out_dir: Path, *, events: int = 2_000_000, seed: int = 42
             con.execute(_weeks_sql(ctx))
             users = _calibrate_users(con, ctx, events)
             written = con.execute(_copy_sql(ctx, staging)).fetchone()[0]
+            staged_payments = work / "payments"
+            staged_payments.mkdir()
+            payments = con.execute(_payments_sql(ctx, staging, staged_payments / "payments.parquet")).fetchone()[0]
         finally:
             con.close()
         if not staging.is_dir():  # COPY of zero rows writes nothing; cannot happen with >= 1 user
             raise RuntimeError("demo data generation wrote no files")
-        if events_dir.exists() or events_dir.is_symlink():
-            os.replace(events_dir, work / "previous-events")  # aside first: a directory cannot be replaced
-        os.replace(staging, events_dir)
+        for final, staged in ((events_dir, staging), (payments_dir, staged_payments)):
+            if final.exists() or final.is_symlink():
+                os.replace(final, work / f"previous-{final.name}")  # aside first: a directory cannot be replaced
+            os.replace(staged, final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return DemoDataSummary(out_dir=out_dir, events_dir=events_dir, events=int(written), users=users,
                            first_day=first_day, last_day=last_day, dip_week=dip_week,
-                           push_lag_weeks=PUSH_LAG_WEEKS)
+                           push_lag_weeks=PUSH_LAG_WEEKS, payments_dir=payments_dir, payments=int(payments))
 
 
 # --- validation and connection ----------------------------------------------------------------------------------
@@ -621,4 +644,32 @@ COPY (
         )
     )
 ) TO '{target_sql}' (FORMAT parquet, PARTITION_BY (landed_date), FILENAME_PATTERN 'events_{{i}}')
+"""
+
+
+def _payments_sql(ctx: _Context, events: Path, target: Path) -> str:
+    """Revenue (story item 6): a repeat basket REVENUE_LAG_WEEKS after each on-time order, read back from the events.
+
+    Set-based over the written events (orders only): one row per order with its delivery, deduplicated by order_id.
+    """
+    events_sql = (str(events) + "/**/*.parquet").replace("'", "''")
+    target_sql = str(target).replace("'", "''")
+    lag_s = REVENUE_LAG_WEEKS * _WEEK_S
+    week = f"(paid_s - {_i(ctx.first_s)}) // {_WEEK_S}"
+    factor = f"(1.0 + {_f(REVENUE_NOISE)} * (2 * {_u(_h(ctx, week, 901), 0)} - 1))"
+    return f"""
+COPY (
+    SELECT order_id AS payment_id, user_id, make_timestamp(paid_s * 1000000) AS paid_at,
+           round(items * {_f(REVENUE_PER_ITEM)} * {factor}, 2) AS amount
+    FROM (
+        SELECT order_id, any_value(user_id) AS user_id,
+               max(items) FILTER (WHERE event_type = 'order_placed') AS items,
+               epoch(min(occurred_at) FILTER (WHERE event_type = 'order_placed'))::BIGINT + {lag_s} AS paid_s,
+               bool_or(event_type = 'order_delivered' AND delivered_at <= promised_at) AS on_time
+        FROM read_parquet('{events_sql}', hive_partitioning = true)
+        WHERE event_type IN ('order_placed', 'order_delivered')
+        GROUP BY order_id
+    )
+    WHERE on_time AND paid_s < {_i(ctx.end_s)}
+) TO '{target_sql}' (FORMAT parquet)
 """

@@ -58,6 +58,11 @@ class PageContext:
     verdicts: Mapping[tuple[str, str], bool | None] = field(default_factory=dict)
     previous_hashes: Mapping[str, str] = field(default_factory=dict)
     previous_run: tuple[str, str] | None = None
+    # The charter (northstar.yml, as analysis/charter_report._charter_json) and the checklist's verdicts (dicts:
+    # criterion, verdict, evidence, line, facts), filled by the caller: present/ does not import analysis/.
+    charter: Mapping | None = None
+    checklist: Sequence[Mapping] = ()
+    checklist_note: str | None = None
 
 
 def page_context(project: Project) -> PageContext:
@@ -105,6 +110,9 @@ def render_html(review: Review, *, card: pa.Table | None = None, project: str | 
         movers=_movers(rows),
         hypotheses=_hypotheses(rows, by_name, context),
         definitions=_definitions(rows, context),
+        pace=[_pace(row, review.to_date[row["metric"]]) for row in rows
+              if review.to_date.get(row["metric"], {}).get("target") is not None],
+        charter=_charter(context, by_name),
     ) + "\n"
 
 
@@ -142,7 +150,51 @@ def _to_date(row: Mapping) -> dict:
             "change_pct": format_pct(row["change_pct"]),
             "elapsed": format_pct(row.get("elapsed"), signed=False),
             "pace_pct": format_pct(row.get("pace_pct"), signed=False) if row.get("pace_pct") is not None else None,
-            "projected": format_value(row.get("projected"), unit) if row.get("projected") is not None else None}
+            "projected": format_value(row.get("projected"), unit) if row.get("projected") is not None else None,
+            "on_track": row.get("on_track"),
+            "share_at_span": format_pct(row.get("share_at_span"), signed=False)
+            if row.get("pace_basis") == "previous period at the same span" else None}
+
+
+# Pace to goal and the charter ------------------------------------------------------------------------
+
+def _pace(row: Mapping, to_date: Mapping) -> dict:
+    unit = to_date.get("unit")
+    track = {True: "on track", False: "off track", None: "no pace yet"}[to_date.get("on_track")]
+    return {"metric": row["metric"], "label": row["label"], "value": format_value(to_date.get("value"), unit),
+            "target": format_value(to_date.get("target"), unit),
+            "needed": format_value(to_date.get("needed_so_far"), unit),
+            "projected": format_value(to_date.get("projected"), unit),
+            "pace_pct": format_pct(to_date.get("pace_pct"), signed=False),
+            "basis": to_date.get("pace_basis") or "-",
+            "share": format_pct(to_date.get("share_at_span"), signed=False),
+            "on_track": {True: "on-track", False: "off-track", None: "unknown"}[to_date.get("on_track")],
+            "track_word": track}
+
+
+_VERDICT_CLASS = {"pass": "green", "warn": "yellow", "fail": "red", "needs a person": "person",
+                  "not enough history": "history"}
+
+
+def _charter(context: PageContext, by_name: Mapping[str, Mapping]) -> dict | None:
+    if context.charter is None and not context.checklist and not context.checklist_note:
+        return None
+    charter = dict(context.charter or {})
+
+    def label(name: str | None) -> str:
+        return by_name.get(name, {}).get("label", name) if name else "-"
+
+    streams = [{"team": w["team"], "input": label(w["input"]), "metric": w["input"],
+                "initiatives": [f"{i['name']} ({i['change']}{', by ' + i['by'] if i.get('by') else ''})"
+                                for i in w["initiatives"]]} for w in charter.get("work_streams", [])]
+    verdicts = [{"criterion": v["criterion"].replace("_", " "), "key": v["criterion"], "verdict": v["verdict"],
+                 "css": _VERDICT_CLASS.get(v["verdict"], "history"), "evidence": v["evidence"],
+                 "outcome": (v.get("facts") or {}).get("outcome") or ""} for v in context.checklist]
+    return {"value": charter.get("value"), "games": " + ".join(charter.get("games", [])),
+            "north_star": label(charter.get("north_star")), "proxy_for": charter.get("proxy_for"),
+            "cadence": charter.get("cadence"), "outcomes": [label(o) for o in charter.get("outcomes", [])],
+            "streams": streams, "answers": charter.get("answers", {}), "verdicts": verdicts,
+            "note": context.checklist_note}
 
 
 # The North Star and its trend ------------------------------------------------------------------------

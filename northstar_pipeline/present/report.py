@@ -49,6 +49,9 @@ EXPORT_COLUMNS = (
     "target", "target_pct", "status", "status_basis", "guardrail_breached", "contribution", "contribution_to_nsm",
     "correlation", "correlation_lag", "sparkline", "unit",
     "to_date_period_start", "to_date_value", "to_date_previous_value", "to_date_change_pct", "to_date_pace_pct",
+    # pace to goal (rows.pace): the partial period's projection at the previous period's same-span share
+    "to_date_target", "to_date_share_at_span", "to_date_projected", "to_date_needed_so_far", "to_date_on_track",
+    "to_date_pace_basis",
 )
 # At a narrow terminal, columns go in this order until the table fits (docs/scorecard.md, "The table at
 # a terminal's width"); "owner:short" keeps an owner's first word. No cell wraps: a name is never cut.
@@ -87,7 +90,10 @@ def _to_date_fields(row: Mapping | None) -> dict:
         return {}
     return {"to_date_period_start": row["period_start"], "to_date_value": row["value"],
             "to_date_previous_value": row["previous_value"], "to_date_change_pct": row["change_pct"],
-            "to_date_pace_pct": row["pace_pct"]}
+            "to_date_pace_pct": row["pace_pct"], "to_date_target": row.get("target"),
+            "to_date_share_at_span": row.get("share_at_span"), "to_date_projected": row.get("projected"),
+            "to_date_needed_so_far": row.get("needed_so_far"), "to_date_on_track": row.get("on_track"),
+            "to_date_pace_basis": row.get("pace_basis")}
 
 
 def _export(row: Mapping) -> dict:
@@ -156,7 +162,36 @@ def _table(rows: list[dict], review: Review, color: bool, width: int | None = No
         else:
             columns = [c for c in columns if c[0] != drop]
         table = _build_table(rows, review, columns, color, short_owner)
-    return export(table, color=color, width=width)
+    return export(table, color=color, width=width) + _pace_lines(rows, review, width)
+
+
+def _pace_lines(rows: list[dict], review: Review, width: int) -> str:
+    """Pace to goal under the table: each metric with a target for the partial period (rows.pace), wrapped."""
+    import textwrap
+
+    lines = [pace_sentence(row, review.to_date[row["metric"]]) for row in rows
+             if review.to_date.get(row["metric"], {}).get("target") is not None]
+    wrapped = [textwrap.fill(line, width=max(width, 40), initial_indent="  ", subsequent_indent="    ",
+                             break_on_hyphens=False) for line in lines]
+    return ("\npace to goal:\n" + "\n".join(wrapped) + "\n") if lines else ""
+
+
+def pace_sentence(row: Mapping, to_date: Mapping) -> str:
+    """'On-time orders: 2,345 so far; the previous week had 41% of its total by now: on pace for 5,720 of
+    the target 5,550 (103%): on track'."""
+    unit = to_date.get("unit")
+    text = f"{row['label']}: {format_value(to_date['value'], unit)} so far"
+    if to_date.get("pace_basis") == "previous period at the same span":
+        text += f"; the previous {to_date['grain']} had {to_date['share_at_span']:.0%} of its total by the same point"
+    elif to_date.get("share_at_span") is not None:
+        text += f"; {to_date['share_at_span']:.0%} of the {to_date['grain']} elapsed"
+    if to_date.get("needed_so_far") is not None and to_date.get("pace_basis") != "value so far (a ratio)":
+        text += f" (on track needs {format_value(to_date['needed_so_far'], unit)} by now)"
+    if to_date.get("projected") is None:
+        return text + ": no pace yet"
+    track = {True: "on track", False: "off track", None: "no target"}[to_date.get("on_track")]
+    return (f"{text}: on pace for {format_value(to_date['projected'], unit)} against the target "
+            f"{format_value(to_date['target'], unit)} ({format_pct(to_date.get('pace_pct'), signed=False)}): {track}")
 
 
 def _build_table(rows: list[dict], review: Review, columns: list[tuple[str, str]], color: bool,

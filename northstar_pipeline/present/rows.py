@@ -48,16 +48,22 @@ def review_rows(card: pa.Table, grain: str, period: str | None = None) -> Review
     if rows and rows[0]["is_complete"] and default and rows[0]["period_start"] == default[0]["period_start"]:
         latest = period_rows(card, grain, "latest")
         if latest and not latest[0]["is_complete"]:
-            to_date = {r["metric"]: {**r, **pace(r)} for r in latest}
+            full = {r["metric"]: r for r in rows}  # the default period is the one the partial period follows
+            to_date = {r["metric"]: {**r, **pace(r, full.get(r["metric"]))} for r in latest}
     return Review(grain, tuple(rows), to_date)
 
 
-def pace(row: Mapping) -> dict:
-    """How far a partial period is, and its pace toward the full period's target.
+def pace(row: Mapping, previous: Mapping | None = None) -> dict:
+    """How far a partial period is, and its pace toward the full period's target (README "Pace to goal").
 
-    ``elapsed``: the share of the period up to the as-of time. ``projected``: the full period's value at
-    the current rate, for an additive metric (a count: no denominator, not a percent); a ratio's value
-    so far is its pace. ``pace_pct``: projected / target.
+    ``elapsed``: the share of the period up to the as-of time. ``share_at_span``: for an additive metric
+    (a count: no denominator, not a percent), the share of the previous period's full value it had reached
+    at the same elapsed span (the scorecard's to-date comparison / ``previous``'s value); a weekday or
+    month-end pattern so counts. ``projected``: the full period's value at that pace (value so far /
+    share_at_span; value / elapsed when the previous period gives no share); a ratio's value so far is its
+    pace. ``needed_so_far``: the target times that share, what the period needed by now to be on track.
+    ``pace_pct``: projected / target; ``on_track``: projected reaches the target in the metric's good
+    direction (None without a target). ``pace_basis`` says which share was used.
     """
     start, end, as_of = row.get("period_start"), row.get("period_end"), row.get("as_of")
     elapsed = None
@@ -68,11 +74,26 @@ def pace(row: Mapping) -> dict:
         elapsed = min(max(done / span, 0.0), 1.0) if span > 0 else None
     value, target = row.get("value"), row.get("target")
     additive = row.get("denominator") is None and (row.get("unit") or "") not in ("percent", "ratio")
+    share, basis = None, None
+    if additive:
+        same_span = row.get("previous_value") if row.get("comparison") == "period_to_date" else None
+        full = (previous or {}).get("value")
+        if same_span is not None and full and same_span > 0 and (previous or {}).get("is_complete", True):
+            share, basis = same_span / full, "previous period at the same span"
+        elif elapsed:
+            share, basis = elapsed, "elapsed share of the period"
+    else:
+        basis = "value so far (a ratio)"
     projected = None
     if value is not None:
-        projected = (value / elapsed if elapsed else None) if additive else value
+        projected = (value / share if share else None) if additive else value
     pace_pct = projected / target if projected is not None and target else None
-    return {"elapsed": elapsed, "projected": projected, "pace_pct": pace_pct}
+    on_track = None
+    if projected is not None and target is not None:
+        on_track = projected <= target if row.get("direction") == "lower_is_better" else projected >= target
+    needed = None if target is None else (target * share if additive and share else (None if additive else target))
+    return {"elapsed": elapsed, "projected": projected, "pace_pct": pace_pct, "share_at_span": share,
+            "pace_basis": basis, "needed_so_far": needed, "on_track": on_track}
 
 
 def to_date_title(row: Mapping | None) -> str:
