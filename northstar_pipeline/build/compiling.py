@@ -24,6 +24,7 @@ from sqlglot.optimizer.qualify import qualify
 from northstar_pipeline.build.cache import CompileCache, cache_key
 from northstar_pipeline.build.confine import check_reads
 from northstar_pipeline.build.dimensions import KEEP_TABLE, KEEP_TABLE_COLUMNS, compile_segments, load_dimensions
+from northstar_pipeline.build.segment_cut import compile_segment_cut
 from northstar_pipeline.build.render import REF_SCHEMA
 from northstar_pipeline.engines.transpile import transpile_sql
 from northstar_pipeline.errors import CompileError, UsageError
@@ -166,6 +167,9 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
     segment_sql = compile_segments(  # before the union consumes the ASTs
         node, selects, shadow.schemas, dimensions,
         lambda sql: shadow.describe(sql, [*_reads(node, schemas), ("main", KEEP_TABLE)], node))
+    segment_cut = compile_segment_cut(  # the same cuts in one scan (None: its renderings do not allow it)
+        node, selects, dimensions,
+        lambda sql: shadow.describe(sql, [*_reads(node, schemas), ("main", KEEP_TABLE)], node)) if segment_sql else None
 
     if node.kind is NodeKind.METRIC:
         grain_sql = tuple((q.grain, ast.sql("duckdb", pretty=True)) for q, ast in selects if not q.to_date)
@@ -203,6 +207,7 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
         coverage_sql=coverage_sql,
         uses_period=node.uses_period,
         segment_sql=segment_sql,
+        segment_cut=segment_cut,
         ast=final,
     )
 
