@@ -125,17 +125,18 @@ def _volumes(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[S
         return
     start = _start(since, metric.name, plan.volume_grain)
     reuse = start is not None and all(state.get((metric.name, d, "volume")) == plan.fingerprint for d in dimensions)
-    params = {"metric": metric.name, "dimensions": dimensions, "grain": plan.volume_grain}
+    params = {"metric": metric.name, "dimensions": dimensions}
     if reuse:  # periods before start, stored by an earlier build, are kept; rows with no period are recounted
         con.execute(f"DELETE FROM {VOLUMES} WHERE metric = $metric AND list_contains($dimensions, dimension) "
                     "AND (period_start IS NULL OR period_start >= $since)", {**params, "since": start})
         source, source_params = plan.volume_since_sql, {"since": start}
     else:
         con.execute(f"DELETE FROM {VOLUMES} WHERE metric = $metric AND list_contains($dimensions, dimension)",
-                    {"metric": metric.name, "dimensions": dimensions})
+                    params)
         source, source_params = plan.volume_sql, {}
     con.execute(f"INSERT INTO {VOLUMES} SELECT $metric, dimension, $grain, period_start, segment, volume "
-                f"FROM ({source}) WHERE list_contains($dimensions, dimension)", {**params, **source_params})
+                f"FROM ({source}) WHERE list_contains($dimensions, dimension)",
+                {**params, "grain": plan.volume_grain, **source_params})
     con.execute("INSERT INTO _ns_segment_volume SELECT dimension, segment, sum(volume) "
                 f"FROM {VOLUMES} WHERE metric = $metric AND list_contains($dimensions, dimension) GROUP BY ALL",
                 {"metric": metric.name, "dimensions": dimensions})
