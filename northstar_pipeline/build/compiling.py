@@ -164,12 +164,11 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
             if node.kind is NodeKind.METRIC:
                 _check_metric_projection(ast, node, query)
         selects.append((query, ast))
-    segment_sql = compile_segments(  # before the union consumes the ASTs
-        node, selects, shadow.schemas, dimensions,
-        lambda sql: shadow.describe(sql, [*_reads(node, schemas), ("main", KEEP_TABLE)], node))
-    segment_cut = compile_segment_cut(  # the same cuts in one scan (None: its renderings do not allow it)
-        node, selects, dimensions,
-        lambda sql: shadow.describe(sql, [*_reads(node, schemas), ("main", KEEP_TABLE)], node)) if segment_sql else None
+    describe_cut = lambda sql: shadow.describe(sql, [*_reads(node, schemas), ("main", KEEP_TABLE)], node)  # noqa: E731
+    segment_cut = compile_segment_cut(  # the cuts in one scan (None: its renderings do not allow it)
+        node, selects, dimensions, describe_cut) if node.kind is NodeKind.METRIC else None
+    segment_sql = compile_segments(  # before the union consumes the ASTs; the one-scan cut described them already
+        node, selects, shadow.schemas, dimensions, None if segment_cut else describe_cut)
 
     if node.kind is NodeKind.METRIC:
         grain_sql = tuple((q.grain, ast.sql("duckdb", pretty=True)) for q, ast in selects if not q.to_date)

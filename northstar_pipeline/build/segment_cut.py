@@ -78,9 +78,9 @@ def compile_segment_cut(node: RenderedNode, selects: list[tuple[RenderedQuery, e
     definition = _cut(outer, full, dims, expressions, since=False).sql("duckdb") + volume.sql("duckdb")
     result = SegmentCut(
         dimensions=tuple(d.name for d in dims), grains=tuple(q.grain.value for q, _ in full),
-        sql=cut.sql("duckdb", pretty=True), since_sql=since.sql("duckdb", pretty=True),
-        volume_grain=coarsest[0].grain.value, volume_sql=volume.sql("duckdb", pretty=True),
-        volume_since_sql=volume_since.sql("duckdb", pretty=True),
+        sql=cut.sql("duckdb"), since_sql=since.sql("duckdb"),
+        volume_grain=coarsest[0].grain.value, volume_sql=volume.sql("duckdb"),
+        volume_since_sql=volume_since.sql("duckdb"),
         fingerprint=hashlib.sha256(definition.encode()).hexdigest()[:16])
     if describe is not None:
         try:  # a shape DuckDB refuses (e.g. a bare column outside the aggregates): the per-dimension queries

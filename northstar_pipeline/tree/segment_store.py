@@ -20,7 +20,10 @@ from datetime import date
 
 import duckdb
 import pyarrow as pa
+import sqlglot
+from sqlglot import exp
 
+from northstar_pipeline.sql import union_all
 from northstar_pipeline.tree.tree import TreeMetric
 from northstar_pipeline.types import SegmentQuery
 
@@ -83,8 +86,10 @@ def run_cuts(con: duckdb.DuckDBPyConnection, cut: list[tuple[TreeMetric, Segment
         _volumes(con, metrics[name], [q for q in queries[name] if q.dimension in dimensions], since, state, fresh)
     con.execute(_KEEP_SQL)
     changed = {d for (d,) in con.execute(_KEEP_CHANGED_SQL).fetchall()}
-    for name, metric_queries in queries.items():
-        _cuts(con, metrics[name], metric_queries, since, state, fresh, changed)
+    selects = [select for name, metric_queries in queries.items()
+               for select in _cuts(con, metrics[name], metric_queries, since, state, fresh, changed)]
+    if selects:  # one statement: DuckDB runs the metrics' scans side by side
+        con.execute(f"INSERT INTO {CUTS} {union_all(selects).sql('duckdb')}")
     pairs = pa.table({"metric": [m.name for m, _ in cut], "dimension": [q.dimension for _, q in cut]})
     volume_pairs = pa.table({"metric": [m for m, _, p in fresh if p == "volume"],
                              "dimension": [d for _, d, p in fresh if p == "volume"]})
@@ -145,28 +150,42 @@ def _volumes(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[S
 
 
 def _cuts(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[SegmentQuery], since: Since,
-          state: dict, fresh: dict, changed: set[str]) -> None:
+          state: dict, fresh: dict, changed: set[str]) -> list[exp.Select]:
+    """Delete the stored rows ``metric`` recomputes; return the SELECTs that recompute them."""
     plan = metric.node.segment_cut
     name = {"metric": metric.name}
     if plan is None:  # cut per dimension, in full every build
         con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric", name)
-        for query in queries:
-            con.execute(f"INSERT INTO {CUTS} BY NAME SELECT $metric AS metric, $dimension AS dimension, * "
-                        f"FROM ({query.sql})", {**name, "dimension": query.dimension})
-        return
+        return [_stored(metric.name, query.sql, query.dimension) for query in queries]
     grains = since.get(metric.name) if since is not None else None
     reuse = grains is not None and all(
         state.get((metric.name, d, "cut")) == plan.fingerprint and d not in changed for d in plan.dimensions)
-    if reuse:
-        starts = {g: _start(since, metric.name, g) or EARLIEST for g in plan.grains}
-        for grain, start in starts.items():  # the to-date spans are recomputed every build: the as-of moved
-            con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric AND grain = $grain "
-                        "AND (is_to_date OR period_start IS NULL OR period_start >= $since)",
-                        {**name, "grain": grain, "since": start})
-        con.execute(f"INSERT INTO {CUTS} BY NAME SELECT $metric AS metric, * FROM ({plan.since_sql})",
-                    {**name, **{f"since_{g}": s for g, s in starts.items()}})
-    else:
-        con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric", name)
-        con.execute(f"INSERT INTO {CUTS} BY NAME SELECT $metric AS metric, * FROM ({plan.sql})", name)
     for dimension in plan.dimensions:
         fresh[(metric.name, dimension, "cut")] = plan.fingerprint
+    if not reuse:
+        con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric", name)
+        return [_stored(metric.name, plan.sql)]
+    starts = {g: _start(since, metric.name, g) or EARLIEST for g in plan.grains}
+    for grain, start in starts.items():  # the to-date spans are recomputed every build: the as-of moved
+        con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric AND grain = $grain "
+                    "AND (is_to_date OR period_start IS NULL OR period_start >= $since)",
+                    {**name, "grain": grain, "since": start})
+    bounds = {f"since_{g}": exp.cast(exp.Literal.string(s.isoformat()), exp.DataType.Type.DATE)
+              for g, s in starts.items()}
+
+    def bound(node: exp.Expression) -> exp.Expression:
+        return bounds[node.name].copy() if isinstance(node, exp.Placeholder) and node.name in bounds else node
+
+    return [_stored(metric.name, sqlglot.parse_one(plan.since_sql, read="duckdb").transform(bound, copy=False))]
+
+
+def _stored(metric: str, query: str | exp.Expression, dimension: str | None = None) -> exp.Select:
+    """A cut's rows in the stored table's column order, its metric (and dimension) as literals."""
+    source = sqlglot.parse_one(query, read="duckdb") if isinstance(query, str) else query
+    return exp.select(
+        exp.alias_(exp.Literal.string(metric), "metric"),
+        exp.alias_(exp.Literal.string(dimension), "dimension") if dimension else exp.column("dimension"),
+        *_CUT_COLUMNS).from_(source.subquery("c", copy=False), copy=False)
+
+
+_CUT_COLUMNS = ("grain", "period_start", "value", "numerator", "denominator", "is_to_date", "segment")
