@@ -247,6 +247,24 @@ class SegmentQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentCut:
+    """A metric cut by all its dimensions, grains and to-date spans in one scan (GROUPING SETS).
+
+    ``since_sql`` and ``volume_since_sql`` read only the rows of periods on or after ``$since_<grain>``
+    (and the to-date spans): a nightly build recomputes those and keeps the stored earlier ones.
+    """
+
+    dimensions: tuple[str, ...]
+    grains: tuple[str, ...]  # the grains cut (their to-date spans too)
+    sql: str  # grain, period_start, value, numerator, denominator, is_to_date, dimension, segment
+    since_sql: str
+    volume_grain: str  # volumes are counted per period of this grain (the coarsest), so they can be kept
+    volume_sql: str  # period_start, dimension, segment (unguarded), volume: ranks values for the guard
+    volume_since_sql: str  # the same for periods on or after $since (and rows with no period)
+    fingerprint: str  # the definition without the as-of dates: stored cuts are reused while it holds
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledNode:
     name: str
     kind: NodeKind
@@ -265,6 +283,7 @@ class CompiledNode:
     coverage_sql: str = ""  # a metric's day rendering: min/max of its period_start is the span its data covers
     uses_period: bool = True  # a metric that never calls period() (lint NS012)
     segment_sql: tuple[SegmentQuery, ...] = ()  # a metric cut by each of its dimensions
+    segment_cut: SegmentCut | None = None  # the same cuts in one scan, when its renderings allow it
     ast: exp.Expression | None = field(default=None, compare=False, repr=False)
 
     @property

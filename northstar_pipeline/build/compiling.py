@@ -24,6 +24,7 @@ from sqlglot.optimizer.qualify import qualify
 from northstar_pipeline.build.cache import CompileCache, cache_key
 from northstar_pipeline.build.confine import check_reads
 from northstar_pipeline.build.dimensions import KEEP_TABLE, KEEP_TABLE_COLUMNS, compile_segments, load_dimensions
+from northstar_pipeline.build.segment_cut import compile_segment_cut
 from northstar_pipeline.build.render import REF_SCHEMA
 from northstar_pipeline.engines.transpile import transpile_sql
 from northstar_pipeline.errors import CompileError, UsageError
@@ -163,9 +164,11 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
             if node.kind is NodeKind.METRIC:
                 _check_metric_projection(ast, node, query)
         selects.append((query, ast))
-    segment_sql = compile_segments(  # before the union consumes the ASTs
-        node, selects, shadow.schemas, dimensions,
-        lambda sql: shadow.describe(sql, [*_reads(node, schemas), ("main", KEEP_TABLE)], node))
+    describe_cut = lambda sql: shadow.describe(sql, [*_reads(node, schemas), ("main", KEEP_TABLE)], node)  # noqa: E731
+    segment_cut = compile_segment_cut(  # the cuts in one scan (None: its renderings do not allow it)
+        node, selects, dimensions, describe_cut) if node.kind is NodeKind.METRIC else None
+    segment_sql = compile_segments(  # before the union consumes the ASTs; the one-scan cut described them already
+        node, selects, shadow.schemas, dimensions, None if segment_cut else describe_cut)
 
     if node.kind is NodeKind.METRIC:
         grain_sql = tuple((q.grain, ast.sql("duckdb", pretty=True)) for q, ast in selects if not q.to_date)
@@ -203,6 +206,7 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
         coverage_sql=coverage_sql,
         uses_period=node.uses_period,
         segment_sql=segment_sql,
+        segment_cut=segment_cut,
         ast=final,
     )
 

@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import duckdb
 import pyarrow as pa
-import sqlglot
 from sqlglot import exp
 
 from northstar_pipeline.errors import TreeError
 from northstar_pipeline.sql import union_all
 from northstar_pipeline.tree.formula import contribution_sql, formula_sql
 from northstar_pipeline.tree.score import FORMULA_TOLERANCE, ZERO
+from northstar_pipeline.tree.segment_store import Since, run_cuts
 from northstar_pipeline.tree.tree import Tree, TreeMetric
 from northstar_pipeline.types import Manifest
 
 SEGMENTS = "scorecard.segments"
 SEGMENTS_SCHEMA_VERSION = "1"
-KEEP_TABLE = "_ns_segment_keep"  # the same name build/dimensions.py compiles into the cut queries
 # Adtributor's thresholds: a segment explains part of a move if it carries >= 10% of it; a
 # dimension's explanation is its most surprising such segments until they carry 67% of the move.
 T_EEP = 0.10
@@ -36,9 +35,13 @@ T_EP = 0.67
 
 
 def build_segments(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tree, run_id: str,
-                   built_at: str) -> int:
+                   built_at: str, since: Since = None) -> int:
     """Build scorecard.segments (after score(), which leaves _ns_meta and _ns_base); raise TreeError
-    when a formula does not hold inside a segment. Returns its row count (0: no metric is cut)."""
+    when a formula does not hold inside a segment. Returns its row count (0: no metric is cut).
+
+    ``since``: per metric, ``{grain: first period_start recomputed}`` (None: all): only those periods
+    of the stored cuts are recomputed (tree/segment_store.py); None (the default) recomputes everything.
+    """
     cut = [(m, q) for m in tree.metrics if m.node.segment_sql and _exists(con, m) for q in m.node.segment_sql]
     if not cut:
         con.execute(f"DROP TABLE IF EXISTS {SEGMENTS}")
@@ -49,16 +52,7 @@ def build_segments(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tre
                                              "dimension_label": [dims[d].label for d in used]}))
     con.execute("CREATE OR REPLACE TEMP TABLE _ns_dims AS SELECT * FROM _ns_dims_arrow")
     con.unregister("_ns_dims_arrow")
-    # A dimension's values are ranked by the rows of the highest metric it cuts (the North Star's when it is
-    # cut): one scan per dimension, and the same kept values for every metric.
-    rankers = {q.dimension: q for _, q in reversed(cut)}
-    volumes = [exp.select(exp.Literal.string(q.dimension).as_("dimension"), "segment", "volume")
-               .from_(sqlglot.parse_one(q.volume_sql, read="duckdb").subquery("v")) for q in rankers.values()]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _ns_segment_volume AS {union_all(volumes).sql('duckdb')}")
-    con.execute(_KEEP_SQL.format(keep=KEEP_TABLE))
-    values = [exp.select(exp.Literal.string(m.name).as_("metric"), exp.Literal.string(q.dimension).as_("dimension"),
-                         exp.Star()).from_(sqlglot.parse_one(q.sql, read="duckdb").subquery("s")) for m, q in cut]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _ns_segment_values AS {union_all(values).sql('duckdb')}")
+    run_cuts(con, cut, since)
     con.execute(_BASE_SQL)
     _verify_formulas(con, tree)
     _build_contributions(con, tree)
@@ -66,15 +60,6 @@ def build_segments(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tre
     con.execute(_SEGMENTS_SQL, {"as_of": manifest.as_of, "run_id": run_id, "built_at": built_at})
     return con.execute(f"SELECT count(*) FROM {SEGMENTS}").fetchall()[0][0]
 
-
-_KEEP_SQL = """
-CREATE OR REPLACE TEMP TABLE {keep} AS
-SELECT dimension, segment
-FROM (SELECT dimension, segment, sum(volume) AS volume FROM _ns_segment_volume GROUP BY ALL)
-JOIN _ns_dims USING (dimension)
-QUALIFY row_number() OVER (PARTITION BY dimension ORDER BY volume DESC, segment) <= any_value(max_segments)
-    OVER (PARTITION BY dimension)
-"""
 
 # The scorecard's spine (periods, ends, completeness) x every segment of the dimension x each metric cut by it.
 _BASE_SQL = """

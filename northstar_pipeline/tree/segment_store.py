@@ -1,0 +1,191 @@
+"""The segment cuts, run and kept between builds in ``_northstar`` (inside the build's transaction).
+
+Each cut metric's rows per grain, period, dimension and segment are stored in
+``_northstar.segment_cuts``; the volumes that rank a dimension's values for the cardinality guard in
+``_northstar.segment_volumes``, per period of one grain. A nightly build that knows which periods it
+touched (``since``: per metric, ``{grain: first period_start recomputed}``, None = all) recomputes
+only those periods (and the to-date spans, whose as-of moves every night) and keeps the rest. The
+guard's ranking stays that of a full build: it sums the stored per-period volumes over the whole
+history. Stored rows are reused only while they can be what a full build computes: the cut's
+definition (fingerprint) is the same and the guard kept the same values; otherwise the metric is
+cut again from scratch.
+
+A metric whose renderings do not allow one scan (no ``segment_cut``) is cut per dimension, in full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+
+import duckdb
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from northstar_pipeline.sql import union_all
+from northstar_pipeline.tree.tree import TreeMetric
+from northstar_pipeline.types import SegmentQuery
+
+CUTS = "_northstar.segment_cuts"
+VOLUMES = "_northstar.segment_volumes"
+KEPT = "_northstar.segment_keep"
+STATE = "_northstar.segment_state"
+KEEP_TABLE = "_ns_segment_keep"  # the same name build/dimensions.py compiles into the cut queries
+EARLIEST = date(1, 1, 1)
+
+Since = Mapping[str, Mapping[str, date] | None] | None
+
+_CREATE = (
+    "CREATE SCHEMA IF NOT EXISTS _northstar",
+    f"CREATE TABLE IF NOT EXISTS {CUTS} (metric VARCHAR, dimension VARCHAR, grain VARCHAR, period_start DATE, "
+    "value DOUBLE, numerator DOUBLE, denominator DOUBLE, is_to_date BOOLEAN, segment VARCHAR)",
+    f"CREATE TABLE IF NOT EXISTS {VOLUMES} (metric VARCHAR, dimension VARCHAR, grain VARCHAR, period_start DATE, "
+    "segment VARCHAR, volume BIGINT)",
+    f"CREATE TABLE IF NOT EXISTS {KEPT} (dimension VARCHAR, segment VARCHAR)",
+    f"CREATE TABLE IF NOT EXISTS {STATE} (metric VARCHAR, dimension VARCHAR, part VARCHAR, fingerprint VARCHAR)",
+)
+
+# The top N values of each dimension by volume (ties by value), the rest become '(other)'.
+_KEEP_SQL = f"""
+CREATE OR REPLACE TEMP TABLE {KEEP_TABLE} AS
+SELECT dimension, segment
+FROM (SELECT dimension, segment, sum(volume) AS volume FROM _ns_segment_volume GROUP BY ALL)
+JOIN _ns_dims USING (dimension)
+QUALIFY row_number() OVER (PARTITION BY dimension ORDER BY volume DESC, segment) <= any_value(max_segments)
+    OVER (PARTITION BY dimension)
+"""
+
+# Dimensions whose kept values differ from the last build's: their stored cuts were guarded otherwise.
+_KEEP_CHANGED_SQL = f"""
+SELECT DISTINCT dimension FROM (
+    (SELECT * FROM {KEEP_TABLE} EXCEPT SELECT * FROM {KEPT})
+    UNION ALL
+    (SELECT * FROM {KEPT} WHERE dimension IN (SELECT dimension FROM _ns_dims) EXCEPT SELECT * FROM {KEEP_TABLE}))
+"""
+
+
+def run_cuts(con: duckdb.DuckDBPyConnection, cut: list[tuple[TreeMetric, SegmentQuery]], since: Since = None) -> None:
+    """Leave ``_ns_segment_keep`` and the view ``_ns_segment_values`` (metric, dimension, grain, period_start,
+    value, numerator, denominator, is_to_date, segment) over the stored cuts, recomputing what ``since`` says."""
+    for statement in _CREATE:
+        con.execute(statement)
+    state = {(m, d, part): fp for m, d, part, fp in con.execute(f"SELECT * FROM {STATE}").fetchall()}
+    fresh: dict[tuple[str, str, str], str] = {}
+    metrics = {m.name: m for m, _ in cut}
+    queries: dict[str, list[SegmentQuery]] = {}
+    for metric, query in cut:
+        queries.setdefault(metric.name, []).append(query)
+    # A dimension's values are ranked by the rows of the highest metric it cuts (the North Star's when it
+    # is cut): the same kept values for every metric.
+    rankers: dict[str, list[str]] = {}
+    for dimension, metric in {q.dimension: m.name for m, q in reversed(cut)}.items():
+        rankers.setdefault(metric, []).append(dimension)
+    con.execute("CREATE OR REPLACE TEMP TABLE _ns_segment_volume (dimension VARCHAR, segment VARCHAR, volume HUGEINT)")
+    for name, dimensions in rankers.items():
+        _volumes(con, metrics[name], [q for q in queries[name] if q.dimension in dimensions], since, state, fresh)
+    con.execute(_KEEP_SQL)
+    changed = {d for (d,) in con.execute(_KEEP_CHANGED_SQL).fetchall()}
+    selects = [select for name, metric_queries in queries.items()
+               for select in _cuts(con, metrics[name], metric_queries, since, state, fresh, changed)]
+    if selects:  # one statement: DuckDB runs the metrics' scans side by side
+        con.execute(f"INSERT INTO {CUTS} {union_all(selects).sql('duckdb')}")
+    pairs = pa.table({"metric": [m.name for m, _ in cut], "dimension": [q.dimension for _, q in cut]})
+    volume_pairs = pa.table({"metric": [m for m, _, p in fresh if p == "volume"],
+                             "dimension": [d for _, d, p in fresh if p == "volume"]})
+    con.register("_ns_cut_pairs", pairs)
+    con.register("_ns_volume_pairs", volume_pairs)
+    try:  # what is no longer cut (or ranked) is not kept
+        con.execute(f"DELETE FROM {CUTS} c WHERE NOT EXISTS (SELECT 1 FROM _ns_cut_pairs p "
+                    "WHERE p.metric = c.metric AND p.dimension = c.dimension)")
+        con.execute(f"DELETE FROM {VOLUMES} v WHERE NOT EXISTS (SELECT 1 FROM _ns_volume_pairs p "
+                    "WHERE p.metric = v.metric AND p.dimension = v.dimension)")
+    finally:
+        con.unregister("_ns_cut_pairs")
+        con.unregister("_ns_volume_pairs")
+    con.execute(f"DELETE FROM {STATE}")
+    if fresh:
+        con.executemany(f"INSERT INTO {STATE} VALUES (?, ?, ?, ?)", [[*k, v] for k, v in fresh.items()])
+    con.execute(f"DELETE FROM {KEPT}")
+    con.execute(f"INSERT INTO {KEPT} SELECT dimension, segment FROM {KEEP_TABLE}")
+    con.execute("CREATE OR REPLACE TEMP VIEW _ns_segment_values AS SELECT metric, dimension, grain, period_start, "
+                f"value, numerator, denominator, is_to_date, segment FROM {CUTS}")
+
+
+def _start(since: Since, metric: str, grain: str) -> date | None:
+    """The first period of ``grain`` to recompute for ``metric`` (None: all of them)."""
+    grains = since.get(metric) if since is not None else None
+    return grains.get(grain) if grains is not None else None
+
+
+def _volumes(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[SegmentQuery], since: Since,
+             state: dict, fresh: dict) -> None:
+    """Fill _ns_segment_volume for the dimensions ``metric`` ranks (stored per period when it is cut in one scan)."""
+    dimensions = [q.dimension for q in queries]
+    plan = metric.node.segment_cut
+    if plan is None:
+        for query in queries:
+            con.execute("INSERT INTO _ns_segment_volume SELECT $dimension, segment, volume FROM "
+                        f"({query.volume_sql})", {"dimension": query.dimension})
+        return
+    start = _start(since, metric.name, plan.volume_grain)
+    reuse = start is not None and all(state.get((metric.name, d, "volume")) == plan.fingerprint for d in dimensions)
+    params = {"metric": metric.name, "dimensions": dimensions}
+    if reuse:  # periods before start, stored by an earlier build, are kept; rows with no period are recounted
+        con.execute(f"DELETE FROM {VOLUMES} WHERE metric = $metric AND list_contains($dimensions, dimension) "
+                    "AND (period_start IS NULL OR period_start >= $since)", {**params, "since": start})
+        source, source_params = plan.volume_since_sql, {"since": start}
+    else:
+        con.execute(f"DELETE FROM {VOLUMES} WHERE metric = $metric AND list_contains($dimensions, dimension)",
+                    params)
+        source, source_params = plan.volume_sql, {}
+    con.execute(f"INSERT INTO {VOLUMES} SELECT $metric, dimension, $grain, period_start, segment, volume "
+                f"FROM ({source}) WHERE list_contains($dimensions, dimension)",
+                {**params, "grain": plan.volume_grain, **source_params})
+    con.execute("INSERT INTO _ns_segment_volume SELECT dimension, segment, sum(volume) "
+                f"FROM {VOLUMES} WHERE metric = $metric AND list_contains($dimensions, dimension) GROUP BY ALL",
+                {"metric": metric.name, "dimensions": dimensions})
+    for dimension in dimensions:
+        fresh[(metric.name, dimension, "volume")] = plan.fingerprint
+
+
+def _cuts(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[SegmentQuery], since: Since,
+          state: dict, fresh: dict, changed: set[str]) -> list[exp.Select]:
+    """Delete the stored rows ``metric`` recomputes; return the SELECTs that recompute them."""
+    plan = metric.node.segment_cut
+    name = {"metric": metric.name}
+    if plan is None:  # cut per dimension, in full every build
+        con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric", name)
+        return [_stored(metric.name, query.sql, query.dimension) for query in queries]
+    grains = since.get(metric.name) if since is not None else None
+    reuse = grains is not None and all(
+        state.get((metric.name, d, "cut")) == plan.fingerprint and d not in changed for d in plan.dimensions)
+    for dimension in plan.dimensions:
+        fresh[(metric.name, dimension, "cut")] = plan.fingerprint
+    if not reuse:
+        con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric", name)
+        return [_stored(metric.name, plan.sql)]
+    starts = {g: _start(since, metric.name, g) or EARLIEST for g in plan.grains}
+    for grain, start in starts.items():  # the to-date spans are recomputed every build: the as-of moved
+        con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric AND grain = $grain "
+                    "AND (is_to_date OR period_start IS NULL OR period_start >= $since)",
+                    {**name, "grain": grain, "since": start})
+    bounds = {f"since_{g}": exp.cast(exp.Literal.string(s.isoformat()), exp.DataType.Type.DATE)
+              for g, s in starts.items()}
+
+    def bound(node: exp.Expression) -> exp.Expression:
+        return bounds[node.name].copy() if isinstance(node, exp.Placeholder) and node.name in bounds else node
+
+    return [_stored(metric.name, sqlglot.parse_one(plan.since_sql, read="duckdb").transform(bound, copy=False))]
+
+
+def _stored(metric: str, query: str | exp.Expression, dimension: str | None = None) -> exp.Select:
+    """A cut's rows in the stored table's column order, its metric (and dimension) as literals."""
+    source = sqlglot.parse_one(query, read="duckdb") if isinstance(query, str) else query
+    return exp.select(
+        exp.alias_(exp.Literal.string(metric), "metric"),
+        exp.alias_(exp.Literal.string(dimension), "dimension") if dimension else exp.column("dimension"),
+        *_CUT_COLUMNS).from_(source.subquery("c", copy=False), copy=False)
+
+
+_CUT_COLUMNS = ("grain", "period_start", "value", "numerator", "denominator", "is_to_date", "segment")
