@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,7 +196,9 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
         from northstar_pipeline.tree.segments import build_segments
 
         segments_started = time.perf_counter()
-        segment_rows = build_segments(con, manifest, build_tree(manifest), run_id, built_at) if rows and local else 0
+        since = segment_since(results, [g.value for g in project.grains])  # what the metrics recomputed
+        segment_rows = build_segments(con, manifest, build_tree(manifest), run_id, built_at,
+                                      since=since) if rows and local else 0
         if segment_rows:
             report("segments", {"rows": segment_rows, "seconds": round(time.perf_counter() - segments_started, 3)})
         engine.commit()
@@ -319,6 +321,21 @@ def recomputed_periods(results: tuple[NodeResult, ...]) -> dict[str, dict[str, s
     recomputed: its stored rows stand. Metrics not built (skipped, Spark) are absent.
     """
     return {r.name: dict(r.recomputed_from) for r in results if r.recomputed_from is not None}
+
+
+def segment_since(results: tuple[NodeResult, ...], grains: list[str]) -> dict[str, dict[str, date | None]]:
+    """What the segment cuts recompute (tree/segment_store.py's ``since``): the periods each metric recomputed.
+
+    A segment cut is its metric's query grouped by one more column, over the same inputs, so the
+    periods the metric's delta touched are the only ones whose segments can have changed. A grain the
+    metric did not recompute keeps every stored period (only its to-date span is cut again); None
+    recomputes the grain; a metric not built this run (absent) is cut again in full.
+    """
+    since: dict[str, dict[str, date | None]] = {}
+    for metric, recomputed in recomputed_periods(results).items():
+        since[metric] = {grain: (date.fromisoformat(recomputed[grain]) if recomputed[grain] else None)
+                         if grain in recomputed else date.max for grain in grains}
+    return since
 
 
 def read_scorecard(project: Project) -> "pa.Table":

@@ -61,11 +61,12 @@ def build_segments(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tre
     return con.execute(f"SELECT count(*) FROM {SEGMENTS}").fetchall()[0][0]
 
 
-# The scorecard's spine (periods, ends, completeness) x every segment of the dimension x each metric cut by it.
+# Each metric's own scorecard spine (periods, ends, completeness: metrics differ, e.g. an outcome whose data
+# starts later) x every segment of the dimension x each metric cut by it.
 _BASE_SQL = """
 CREATE OR REPLACE TEMP TABLE _ns_segment_base AS
 WITH spine AS (
-    SELECT DISTINCT grain, period_start, period_end, is_complete FROM _ns_base
+    SELECT DISTINCT metric, grain, period_start, period_end, is_complete FROM _ns_base
 ), cuts AS (
     SELECT DISTINCT metric, dimension FROM _ns_segment_values
 ), dimension_segments AS (
@@ -78,7 +79,7 @@ WITH spine AS (
     FROM cuts c
     JOIN dimension_segments d USING (dimension)
     JOIN _ns_meta m ON m.metric = c.metric
-    CROSS JOIN spine s
+    JOIN spine s ON s.metric = c.metric
     LEFT JOIN _ns_segment_values v
       ON v.metric = c.metric AND v.dimension = c.dimension AND v.segment = d.segment AND v.grain = s.grain
      AND v.period_start = s.period_start AND NOT v.is_to_date
