@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(root, ignore_errors=True)
     lake = root / "warehouse"
     shutil.copytree(data, lake / "events")
+    if (data.parent / "payments").is_dir():  # the revenue source, beside the events (demo data v3)
+        shutil.copytree(data.parent / "payments", lake / "payments")
     nightly, full = _project(root / "nightly", lake / "events"), _project(root / "full", lake / "events")
     env = {**os.environ, "NORTHSTAR_MEMORY_LIMIT": args.memory_limit}
     history = _timed(_northstar("build", "--project-dir", str(nightly)), env, "history (full build)")
@@ -83,7 +85,7 @@ def phases(log: str) -> dict[str, float]:
     segments = next((e["seconds"] for e in events if e["event"] == "segments"), 0.0)
     return {"compile and plan": (first_node - start).total_seconds(),
             "nodes and data tests": (last_node - first_node).total_seconds(),
-            "segments (dimension cuts, in full)": segments,
+            "segments (dimension cuts)": segments,
             "scoring and publishing": (done - last_node).total_seconds() - segments}
 
 
@@ -91,23 +93,37 @@ def node_kind(node: dict) -> str:
     return "view" if node["rows"] is None else "table"
 
 
+# Published tables, keyed: every column compared (doubles to 1e-9), run ids and build times aside.
+PUBLISHED = {"scorecard.scorecard": ("metric", "grain", "period_start"),
+             "scorecard.segments": ("metric", "dimension", "segment", "grain", "period_start")}
+
+
 def compare(nightly: Path, full: Path) -> list[str]:
-    """Metric rows that differ between the two databases (beyond 1e-9), or that only one has."""
+    """Rows that differ between the two databases (doubles beyond 1e-9), or that only one has: every metric
+    table (its schema is the metric's layer; _northstar's state tables are not results) and the published
+    scorecard and segments."""
     con = duckdb.connect()
     con.execute(f"ATTACH '{nightly}' AS a (READ_ONLY)")
     con.execute(f"ATTACH '{full}' AS b (READ_ONLY)")
     metrics = con.execute("SELECT table_schema, table_name FROM information_schema.columns "
-                          "WHERE column_name = 'is_to_date' AND table_catalog = 'a'").fetchall()
+                          "WHERE column_name = 'is_to_date' AND table_catalog = 'a' "
+                          "AND table_schema NOT IN ('_northstar', 'scorecard')").fetchall()
+    tables = {f"{schema}.{name}": ("grain", "is_to_date", "period_start") for schema, name in metrics}
     differ = []
-    for schema, name in metrics:
-        bad = con.execute(f"""
-            SELECT count(*) FROM a."{schema}"."{name}" x FULL JOIN b."{schema}"."{name}" y
-              ON x.grain = y.grain AND x.is_to_date = y.is_to_date AND x.period_start = y.period_start
-            WHERE x.grain IS NULL OR y.grain IS NULL
-               OR NOT (abs(coalesce(x.value, 0) - coalesce(y.value, 0)) <= 1e-9 * greatest(1, abs(y.value))
-                       AND (x.value IS NULL) = (y.value IS NULL))""").fetchall()[0][0]
+    for table, key in {**tables, **PUBLISHED}.items():
+        schema, name = table.split(".")
+        columns = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = 'a' "
+                              "AND table_schema = ? AND table_name = ? AND column_name NOT IN ('run_id', 'built_at')",
+                              [schema, name]).fetchall()
+        same = [f'abs(x."{c}" - y."{c}") <= 1e-9 * greatest(1, abs(y."{c}")) OR x."{c}" IS NOT DISTINCT FROM y."{c}"'
+                if kind == "DOUBLE" else f'x."{c}" IS NOT DISTINCT FROM y."{c}"' for c, kind in columns
+                if c not in key and kind != "DOUBLE[]"]  # the sparkline: the values themselves, compared above
+        on = " AND ".join(f'x."{k}" IS NOT DISTINCT FROM y."{k}"' for k in key)
+        bad = con.execute(f'SELECT count(*) FROM a."{schema}"."{name}" x FULL JOIN b."{schema}"."{name}" y ON {on} '
+                          f'WHERE x."{key[0]}" IS NULL OR y."{key[0]}" IS NULL OR NOT ('
+                          + " AND ".join(f"({c})" for c in same) + ")").fetchall()[0][0]
         if bad:
-            differ.append(f"{name}: {bad} rows")
+            differ.append(f"{table}: {bad} rows")
     return differ
 
 
