@@ -8,6 +8,7 @@ import pytest
 from test_errors import edit
 
 from northstar_pipeline import api
+from northstar_pipeline.build import compiling
 from northstar_pipeline.errors import CompileError
 
 ITEMS = "metrics/items_per_order.sql"
@@ -23,6 +24,21 @@ def test_warm_compile_equals_cold(demo_project: Path) -> None:
     assert [(n.name, n.sql, n.columns, n.definition_hash) for n in warm.nodes] == \
         [(n.name, n.sql, n.columns, n.definition_hash) for n in cold.nodes]
     assert (demo_project / "target" / ".cache" / "compile.json").is_file()
+
+
+def test_a_warm_compile_compiles_no_node_again(demo_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every node is served from the cache, metrics cut by dimensions included (their segment queries are
+    cached values too: they were not, and every dimensioned metric recompiled on every run)."""
+    cold = api.compile_project(api.load(demo_project))
+    assert any(n.segment_sql for n in cold.nodes)
+    compiled_again: list[str] = []
+    original = compiling.compile_node
+    monkeypatch.setattr(compiling, "compile_node",
+                        lambda node, *a, **k: compiled_again.append(node.name) or original(node, *a, **k))
+    warm = api.compile_project(api.load(demo_project))
+    assert compiled_again == []
+    assert [(n.name, n.sql, n.segment_sql, n.segment_cut) for n in warm.nodes] == \
+        [(n.name, n.sql, n.segment_sql, n.segment_cut) for n in cold.nodes]
 
 
 def test_upstream_column_change_reaches_cached_downstream(demo_project: Path) -> None:

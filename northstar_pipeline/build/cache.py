@@ -38,7 +38,7 @@ CACHE_VERSION = 1
 _VERSIONS = [__version__, sqlglot.__version__, duckdb.__version__]
 _TYPES: dict[str, type] = {cls.__name__: cls for cls in (
     types.RenderedNode, types.RenderedQuery, types.CompiledNode, types.Column, types.ModelConfig,
-    types.MetricConfig, types.Threshold)}
+    types.MetricConfig, types.Threshold, types.SegmentQuery, types.SegmentCut)}
 _ENUMS: dict[str, type[Enum]] = {cls.__name__: cls for cls in (
     types.Grain, types.NodeKind, types.MetricKind, types.Edge, types.Dimension, types.Direction)}
 _SKIPPED_FIELDS = {"ast"}  # rebuilt from the SQL text when needed
