@@ -17,7 +17,8 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from northstar_pipeline.engines.delta import RunDeltas, batch_table, capture_delta, record_version, stored_version
+from northstar_pipeline.engines.delta import (RunDeltas, batch_table, capture_delta, delete_replaced, record_version,
+                                              stored_version)
 from northstar_pipeline.types import CompiledNode, Manifest, NodeKind
 
 STATE_SCHEMA, STATE_TABLE = "_northstar", "incremental_state"
@@ -66,7 +67,9 @@ def build_incremental(con: duckdb.DuckDBPyConnection, node: CompiledNode, finger
                                properties=exp.Properties(expressions=[exp.TemporaryProperty()])).sql("duckdb"))
         key = getattr(node.config, "unique_key", ())
         delta = capture_delta(con, node, BATCH, relation, key, previous) if deltas is not None else None
-        if key:
+        if delta is not None and delta.rowids:
+            delete_replaced(con, relation, delta)
+        elif key:
             match = exp.and_(*(exp.column(k, table=node.name, quoted=True).eq(exp.column(k, table=BATCH, quoted=True))
                                for k in key))
             con.execute(f"DELETE FROM {relation.sql('duckdb')} USING {BATCH} WHERE {match.sql('duckdb')}")
