@@ -1,6 +1,7 @@
 """What one night costs: the nightly build after one appended day, against the hand-written full run.
 
     python benchmarks/nightly_bench.py --events 10000000 [--seed 42] [--memory-limit 4GB] [--work benchmarks/work]
+                                       [--night-share 0.1]
 
 Builds a history of N events in full (the demo project on a copy of the warehouse), lands one more day with
 `northstar demo-data --append-day`, then times the nightly `northstar build` and the hand-written script's
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "NORTHSTAR_MEMORY_LIMIT": args.memory_limit}
     history = _timed(_northstar("build", "--project-dir", str(nightly)), env, "history (full build)")
     day = _last_day(lake / "events") + datetime.timedelta(days=1)
-    appended = _run(_northstar("demo-data", "--append-day", day.isoformat(), "--out", str(lake)), "append-day")
+    appended = _run(_northstar("demo-data", "--append-day", day.isoformat(), "--out", str(lake),
+                               "--day-share", str(args.night_share)), "append-day")
     night, log = _timed(_northstar("build", "--project-dir", str(nightly), "--log-format", "json"), env,
                         "nightly build", output=True)
     steps = phases(log)
@@ -171,6 +173,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=10_000_000, help="events of history (default: 10M)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--night-share", type=float, default=1.0,
+                        help="the night replays this share of the users (0.1 at 100M: the 10M history's night)")
     parser.add_argument("--work", type=Path, default=HERE / "work", help="data and project copies")
     return parser.parse_args(argv)
 

@@ -324,14 +324,16 @@ def whatif(project: Any, changes: tuple[str, ...], goal: str | None, mix: str | 
 @click.option("--out", "out_dir", default="data/warehouse", show_default=True, type=click.Path(file_okay=False))
 @click.option("--append-day", "append", default=None, type=click.DateTime(formats=["%Y-%m-%d"]),
               help="Instead: land one more day (YYYY-MM-DD, the day after the newest) into the warehouse at --out.")
-def demo_data(events: int, seed: int, out_dir: str, append: Any) -> None:
+@click.option("--day-share", default=1.0, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True),
+              help="With --append-day: replay only this share of the users (the same night on a bigger history).")
+def demo_data(events: int, seed: int, out_dir: str, append: Any, day_share: float) -> None:
     """Generate the demo grocery-delivery event warehouse (Parquet, hive-partitioned by landed_date)."""
     from northstar_pipeline.demo.demo_data import generate_demo_data
 
     if append is not None:
         from northstar_pipeline.demo.append_day import append_day
 
-        added = append_day(Path(out_dir), append.date(), seed=seed)
+        added = append_day(Path(out_dir), append.date(), seed=seed, share=day_share)
         click.echo(f"appended {added.day}: {added.events:,} events ({added.late:,} landing late), "
                    f"{added.redelivered + added.doubled:,} re-deliveries, into partitions "
                    f"{', '.join(d.isoformat() for d in added.partitions)}")

@@ -51,7 +51,11 @@ class AppendSummary:
     payments: int | None = None  # payments landed for the day (None: the warehouse has no payments folder)
 
 
-def append_day(out_dir: Path, day: datetime.date, seed: int = 42) -> AppendSummary:
+def append_day(out_dir: Path, day: datetime.date, seed: int = 42, share: float = 1.0) -> AppendSummary:
+    """``share`` (0-1] replays only that share of the users (by a hash of user_id): the same night's data on a
+    bigger history (benchmarks/nightly_bench.py --night-share)."""
+    if not 0 < share <= 1:
+        raise UsageError(f"--day-share {share} is not in (0, 1]", hint="give the share of users to replay, e.g. 0.1")
     events_dir = Path(out_dir) / "events"
     files = sorted(events_dir.glob("landed_date=*/*.parquet")) if events_dir.is_dir() else []
     if not files:
@@ -77,7 +81,7 @@ def append_day(out_dir: Path, day: datetime.date, seed: int = 42) -> AppendSumma
             raise UsageError(f"--append-day {tag} leaves a gap after {newest}",
                              hint=f"append the days in order, starting with {newest + datetime.timedelta(days=1)}")
         template = day - datetime.timedelta(days=7)
-        params = {"day": day, "template": template, "seed": seed, "late": LATE_PER_MILLE,
+        params = {"day": day, "template": template, "seed": seed, "late": LATE_PER_MILLE, "share": round(share * 1000),
                   "redelivered": REDELIVERED_PER_MILLE, "doubled": DOUBLED_PER_MILLE, "back": REDELIVERY_DAYS}
         params["last_landing"] = datetime.datetime.combine(day + datetime.timedelta(days=MAX_LATE_DAYS + 1),
                                                            datetime.time()) - datetime.timedelta(seconds=1)
@@ -105,13 +109,13 @@ def append_day(out_dir: Path, day: datetime.date, seed: int = 42) -> AppendSumma
             SELECT count(*) FILTER (WHERE kind = 'new'), count(*) FILTER (WHERE kind = 'new' AND landed_date > $day),
                    count(*) FILTER (WHERE kind = 'redelivered'), count(*) FILTER (WHERE kind = 'doubled')
             FROM appended_kinds""", {"day": day}).fetchall()[0]
-        payments = _append_payments(con, Path(out_dir), day)
+        payments = _append_payments(con, Path(out_dir), day, round(share * 1000))
     finally:
         con.close()
     return AppendSummary(day, events, late, redelivered, doubled, tuple(sorted(set(partitions))), payments)
 
 
-def _append_payments(con: duckdb.DuckDBPyConnection, out_dir: Path, day: datetime.date) -> int | None:
+def _append_payments(con: duckdb.DuckDBPyConnection, out_dir: Path, day: datetime.date, share: int = 1000) -> int | None:
     """The template day's payments, seven days later, with new ids (see the module docstring)."""
     folder = out_dir / "payments"
     if not any(folder.glob("*.parquet")):
@@ -124,7 +128,8 @@ def _append_payments(con: duckdb.DuckDBPyConnection, out_dir: Path, day: datetim
         CREATE TEMP TABLE new_payments AS
         SELECT (SELECT max(payment_id) FROM paid) + row_number() OVER (ORDER BY payment_id) AS payment_id,
                user_id, paid_at + INTERVAL 7 DAY AS paid_at, amount
-        FROM paid WHERE CAST(paid_at AS DATE) = $template""", {"template": day - datetime.timedelta(days=7)})
+        FROM paid WHERE CAST(paid_at AS DATE) = $template AND hash(user_id, 'share') % 1000 < $share""",
+                {"template": day - datetime.timedelta(days=7), "share": share})
     work = Path(tempfile.mkdtemp(prefix=".append-payments-", dir=out_dir))
     try:
         copy = exp.Copy(this=exp.select("*").from_("new_payments").subquery(), kind=False,
@@ -142,6 +147,7 @@ _NEW_DAY_SQL = """
 CREATE TEMP TABLE firsts AS
     SELECT * FROM lake
     WHERE occurred_at >= $template - INTERVAL 1 DAY   -- the template day, and deliveries of its orders
+      AND hash(user_id, 'share') % 1000 < $share      -- the share of users replayed (all by default)
     QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY landed_at) = 1;
 CREATE TEMP TABLE ids AS SELECT max(event_id) AS max_event, max(order_id) AS max_order FROM lake;
 CREATE TEMP TABLE order_map AS
@@ -179,6 +185,7 @@ CREATE TEMP TABLE appended_kinds AS
         FROM lake
         WHERE landed_date >= $day - CAST($back AS INTEGER) AND landed_date < $day
           AND hash(event_id, $seed, $day, 'again') % 1000 < $redelivered
+          AND hash(user_id, 'share') % 1000 < $share
     );
 CREATE TEMP VIEW appended AS
     SELECT event_id, user_id, event_type, occurred_at, landed_at, order_id, items, promised_at, delivered_at,
