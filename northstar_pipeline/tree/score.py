@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from northstar_pipeline.errors import FormulaError
 from northstar_pipeline.project.periods import next_start
-from northstar_pipeline.sql import union_all
+from northstar_pipeline.sql import create_rows_table, union_all
 from northstar_pipeline.tree.formula import contribution_sql, formula_sql
 from northstar_pipeline.tree.tree import Tree, TreeMetric
 from northstar_pipeline.types import Grain, Manifest, MetricKind
@@ -109,9 +109,9 @@ def test_hypotheses(con: duckdb.DuckDBPyConnection, tree: Tree, metrics: list[Tr
     edges = [(c, p) for c, p in tree.hypothesis_edges() if c in present and p in present]
     if not edges:
         return []
-    con.register("_ns_edges", pa.table({"child": [c for c, _ in edges], "parent": [p for _, p in edges]}))
+    create_rows_table(con, "_ns_edges", [("child", "VARCHAR"), ("parent", "VARCHAR")], edges)
     rows = con.execute(_HYPOTHESIS_SQL, {"max_lag": MAX_LAG}).fetchall()
-    con.unregister("_ns_edges")
+    con.execute("DROP TABLE _ns_edges")
     return [(child, parent, grain, lag, r, n, _p_value(r, n), rho, _p_value(rho, n))
             for child, parent, grain, lag, r, n, rho in rows]
 
@@ -173,31 +173,18 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, manifest: Manifest, metrics
     kind_order = {MetricKind.NORTH_STAR: 0, MetricKind.INPUT: 1, MetricKind.COUNTER: 2, MetricKind.OUTCOME: 3}
     configs = [m.config for m in metrics]
     thresholds = [c.threshold for c in configs]
-    meta = pa.table({
-        "metric": [m.name for m in metrics],
-        "label": [c.label for c in configs],
-        "kind": [c.kind.value for c in configs],
-        "kind_order": pa.array([kind_order[c.kind] for c in configs], pa.int8()),
-        "level": pa.array([m.level for m in metrics], pa.int32()),
-        "parent": [c.parent or c.guard for c in configs],
-        "edge": [c.edge.value if c.edge else None for c in configs],
-        "owner": [c.owner for c in configs],
-        "dimension": [c.dimension.value if c.dimension else None for c in configs],
-        "direction": [c.direction.value for c in configs],
-        "is_ratio": [m.node.is_ratio for m in metrics],
-        "config_target": pa.array([c.target for c in configs], pa.float64()),
-        "warn_change_pct": pa.array([t.warn_change_pct if t else None for t in thresholds], pa.float64()),
-        "breach_change_pct": pa.array([t.breach_change_pct if t else None for t in thresholds], pa.float64()),
-        "floor": pa.array([t.floor if t else None for t in thresholds], pa.float64()),
-        "ceiling": pa.array([t.ceiling if t else None for t in thresholds], pa.float64()),
-        "warn_change": pa.array([t.warn_change if t else None for t in thresholds], pa.float64()),
-        "breach_change": pa.array([t.breach_change if t else None for t in thresholds], pa.float64()),
-        "definition_hash": [m.node.definition_hash for m in metrics],
-        "unit": [c.unit for c in configs],
-    })
-    con.register("_ns_meta_arrow", meta)
-    con.execute("CREATE OR REPLACE TEMP TABLE _ns_meta AS SELECT * FROM _ns_meta_arrow")
-    con.unregister("_ns_meta_arrow")
+    columns = [("metric", "VARCHAR"), ("label", "VARCHAR"), ("kind", "VARCHAR"), ("kind_order", "TINYINT"),
+               ("level", "INTEGER"), ("parent", "VARCHAR"), ("edge", "VARCHAR"), ("owner", "VARCHAR"),
+               ("dimension", "VARCHAR"), ("direction", "VARCHAR"), ("is_ratio", "BOOLEAN"), ("config_target", "DOUBLE"),
+               ("warn_change_pct", "DOUBLE"), ("breach_change_pct", "DOUBLE"), ("floor", "DOUBLE"),
+               ("ceiling", "DOUBLE"), ("warn_change", "DOUBLE"), ("breach_change", "DOUBLE"),
+               ("definition_hash", "VARCHAR"), ("unit", "VARCHAR")]
+    rows = [(m.name, c.label, c.kind.value, kind_order[c.kind], m.level, c.parent or c.guard,
+             c.edge.value if c.edge else None, c.owner, c.dimension.value if c.dimension else None, c.direction.value,
+             m.node.is_ratio, c.target, *((t.warn_change_pct, t.breach_change_pct, t.floor, t.ceiling, t.warn_change,
+                                           t.breach_change) if t else (None,) * 6), m.node.definition_hash, c.unit)
+            for m, c, t in zip(metrics, configs, thresholds)]
+    create_rows_table(con, "_ns_meta", columns, rows)
     _add_coverage(con)
     parts = [
         exp.select(exp.Literal.string(m.name).as_("metric"), "grain", "period_start", "value", "numerator",
@@ -465,28 +452,14 @@ def _build_validation(con: duckdb.DuckDBPyConnection, checks: list[FormulaCheck]
             r=None if r is None or math.isnan(r) else r, n=n, p_value=p_value, is_best_lag=is_best,
             supported=supported, spearman_r=None if rho is None or math.isnan(rho) else rho,
             spearman_p_value=rho_p, lags_tested=tested, p_value_adjusted=adjusted)
-    arrow = pa.table({
-        **{k: pa.array(v, pa.string()) for k, v in rows.items() if k in ("validation", "metric", "child", "grain", "formula")},
-        "lag": pa.array(rows["lag"], pa.int32()), "r": pa.array(rows["r"], pa.float64()),
-        "n": pa.array(rows["n"], pa.int64()), "p_value": pa.array(rows["p_value"], pa.float64()),
-        "is_best_lag": pa.array(rows["is_best_lag"], pa.bool_()), "supported": pa.array(rows["supported"], pa.bool_()),
-        "holds": pa.array(rows["holds"], pa.bool_()), "periods_checked": pa.array(rows["periods_checked"], pa.int64()),
-        "max_rel_error": pa.array(rows["max_rel_error"], pa.float64()),
-        "first_break": pa.array(rows["first_break"], pa.date32()),
-        "parent_value": pa.array(rows["parent_value"], pa.float64()),
-        "formula_value": pa.array(rows["formula_value"], pa.float64()),
-        "spearman_r": pa.array(rows["spearman_r"], pa.float64()),
-        "spearman_p_value": pa.array(rows["spearman_p_value"], pa.float64()),
-        "lags_tested": pa.array(rows["lags_tested"], pa.int32()),
-        "p_value_adjusted": pa.array(rows["p_value_adjusted"], pa.float64()),
-    })
-    con.register("_ns_validation_arrow", arrow)
+    types = {"lag": "INTEGER", "r": "DOUBLE", "n": "BIGINT", "p_value": "DOUBLE", "is_best_lag": "BOOLEAN",
+             "supported": "BOOLEAN", "holds": "BOOLEAN", "periods_checked": "BIGINT", "max_rel_error": "DOUBLE",
+             "first_break": "DATE", "parent_value": "DOUBLE", "formula_value": "DOUBLE", "spearman_r": "DOUBLE",
+             "spearman_p_value": "DOUBLE", "lags_tested": "INTEGER", "p_value_adjusted": "DOUBLE"}
     if table == VALIDATION:
         con.execute("CREATE SCHEMA IF NOT EXISTS scorecard")
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _ns_validation_arrow")
-    else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _ns_validation_arrow")
-    con.unregister("_ns_validation_arrow")
+    create_rows_table(con, table, [(k, types.get(k, "VARCHAR")) for k in rows], list(zip(*rows.values())),
+                      temp=table != VALIDATION)
 
 
 _GRAIN_ORDER = {"day": 0, "week": 1, "month": 2, "quarter": 3}
