@@ -163,7 +163,9 @@ def test_data_tests_check_only_the_new_rows_and_still_catch_a_duplicate(tmp_path
     tests = {t["test"]: t for t in api.build(api.load(project)).tests}
     assert "new rows only" in tests["unique_stg_events_event_id"].get("message", "")
     assert "new rows only" in tests["unique_stg_orders_order_id"].get("message", "")
-    assert "new rows only" not in tests["relationships_stg_deliveries_order_id"].get("message", "")  # not row-local
+    # the parent's delta removed no order_id: only the night's deliveries need an order
+    assert "new rows only" in tests["relationships_stg_deliveries_order_id"].get("message", "")
+    assert "new rows only" not in tests["assert_delivered_after_placed"].get("message", "")  # singular: full
     # Two orders with one new order_id land the next night: the batch's check must fail as a full one does.
     day += datetime.timedelta(days=1)
     append_day(lake.parent, day)
@@ -174,6 +176,31 @@ def test_data_tests_check_only_the_new_rows_and_still_catch_a_duplicate(tmp_path
             WHERE event_type = 'order_placed' LIMIT 2) TO '{lake}/landed_date={day}/dup.parquet' (FORMAT parquet)""")
     with pytest.raises(DataTestError, match=r"unique_stg_orders_order_id \(1 failing\)"):
         api.build(api.load(project))
+
+
+def test_a_nights_delivery_without_its_order_fails_the_narrowed_relationships_test(tmp_path: Path, lake: Path,
+                                                                                   warehouse) -> None:
+    """relationships checks only the night's deliveries, and still counts the night's orphans as a full run
+    does (SQL written here over the built tables)."""
+    project = copy_demo_project(tmp_path / "project", lake)
+    api.build(api.load(project))
+    day = warehouse.last_day + datetime.timedelta(days=1)
+    append_day(lake.parent, day)
+    # Eleven deliveries of orders that never existed (error_if: ">10"), landed with the night.
+    duckdb.connect().execute(f"""COPY (SELECT * EXCLUDE (landed_date) REPLACE (
+                (SELECT max(event_id) FROM read_parquet('{lake}/**/*.parquet')) + row_number() OVER () AS event_id,
+                (SELECT max(order_id) FROM read_parquet('{lake}/**/*.parquet')) + 1000 + row_number() OVER () AS order_id)
+            FROM read_parquet('{lake}/**/*.parquet', hive_partitioning = true)
+            WHERE event_type = 'order_delivered' LIMIT 11) TO '{lake}/landed_date={day}/orphans.parquet' (FORMAT parquet)""")
+    with pytest.raises(DataTestError, match=r"relationships_stg_deliveries_order_id \(11 failing\)") as info:
+        api.build(api.load(project))
+    result = next(t for t in info.value.results if t.name == "relationships_stg_deliveries_order_id")
+    assert "new rows only" in result.message
+    # The build rolled back; the same count from the lake itself: deliveries whose order was never placed.
+    orphans = duckdb.sql(f"""SELECT count(DISTINCT d.order_id) FROM read_parquet('{lake}/**/*.parquet') d
+        WHERE d.event_type = 'order_delivered' AND d.order_id NOT IN (
+            SELECT order_id FROM read_parquet('{lake}/**/*.parquet') WHERE event_type = 'order_placed')""").fetchall()
+    assert orphans[0][0] == 11
 
 
 def test_a_metric_of_the_clock_is_not_period_local() -> None:

@@ -11,6 +11,11 @@ build's transaction), then:
   table's rows with that key are the batch's; keys not in the batch are ``before``'s, unique. The
   duplicated keys of the table are exactly the batch's (NULL keys are ignored by both).
 
+* ``relationships`` (child -> parent): if the test passed on ``before`` of both, a stored child row fails
+  only if its parent key was removed; when every key of the parent's delta ``old`` rows is still in the
+  parent (checked over those few rows), the failing rows are exactly the batch's child rows without a
+  parent. The recorded version is the pair (child, parent).
+
 So the failure count, the sample and the stored failures are the same as a full run's. Any other
 case (another test kind, a ``where``, a model rebuilt in full, a changed test, failures last time,
 a version the state does not know) runs the test in full.
@@ -38,23 +43,52 @@ def narrowed(con: duckdb.DuckDBPyConnection, compiled, deltas: RunDeltas | None)
     if node is None or delta is None or delta.from_version is None or test.config.where:
         return None
     key = tuple(getattr(node.config, "unique_key", ()))
-    if not (test.kind in ROW_LOCAL or (test.kind == "unique" and key == (test.column,))):
+    version: str | None = delta.from_version
+    if test.kind == "relationships":
+        version = _parent_unchanged(con, compiled, deltas, version)
+        if version is None:
+            return None
+    elif not (test.kind in ROW_LOCAL or (test.kind == "unique" and key == (test.column,))):
         return None
     _ensure(con)
     rows = con.execute(f"SELECT definition, version FROM {STATE} WHERE test = ?", [test.name]).fetchall()
-    if not rows or rows[0] != (compiled.sql, delta.from_version):
+    if not rows or rows[0] != (compiled.sql, version):
         return None
     return replace(compiled, query=_over_batch(compiled.query, node))
+
+
+def _parent_unchanged(con: duckdb.DuckDBPyConnection, compiled, deltas: RunDeltas, child_version: str
+                      ) -> str | None:
+    """The (child, parent) version pair before this run when no parent key the stored children may use was
+    removed this run; else None (the test runs in full)."""
+    parent_name = compiled.depends_on[1] if len(compiled.depends_on) > 1 else None
+    parent = deltas.nodes.get(parent_name or "")
+    if parent is None or parent.materialized == "view":
+        return None  # not built this run, or a view: its change is not known here (the test runs in full)
+    delta = deltas.built.get(parent.name)
+    if delta is None or delta.from_version is None:
+        return None
+    field = exp.column(str(compiled.test.argument_map["field"]), quoted=True)
+    stored = exp.table_(parent.name, db=parent.schema, quoted=True)
+    removed = (exp.select(exp.Count(this=exp.Star())).from_(delta.old.subquery("o"))
+               .where(exp.not_(exp.Exists(this=exp.select("1").from_(exp.alias_(stored, "p", table=True)).where(
+                   exp.column(field.name, table="p", quoted=True).eq(exp.column(field.name, table="o", quoted=True)))))))
+    if con.execute(removed.sql("duckdb")).fetchall()[0][0]:
+        return None
+    return f"{child_version}|{delta.from_version}"
 
 
 def remember(con: duckdb.DuckDBPyConnection, compiled, failures: int, deltas: RunDeltas | None) -> None:
     """After a test of a model: a pass with no failing row is recorded against the model's version."""
     test = compiled.test
-    if deltas is None or test.model not in deltas.nodes or test.kind not in ROW_LOCAL | {"unique"}:
+    if deltas is None or test.model not in deltas.nodes or test.kind not in ROW_LOCAL | {"unique", "relationships"}:
         return
     _ensure(con)
     con.execute(f"DELETE FROM {STATE} WHERE test = ?", [test.name])
     version = stored_version(con, test.model)[0]
+    if test.kind == "relationships" and version is not None:
+        parent = stored_version(con, compiled.depends_on[1])[0] if len(compiled.depends_on) > 1 else None
+        version = f"{version}|{parent}" if parent is not None else None
     if failures == 0 and version is not None:
         con.execute(f"INSERT INTO {STATE} VALUES (?, ?, ?)", [test.name, compiled.sql, version])
 
