@@ -1,6 +1,6 @@
 """A night's segment step recomputes only the periods the night touched, distinct counts included: the
 old periods of ordering_customers and orders_per_customer come from the store (scaled stored values
-survive the nightly build), the night's query reads the period's rows through a range on placed_at,
+survive the nightly build) unless the guard's kept values changed, the night's query reads the period's rows through a range on placed_at,
 and every other value equals SQL over the raw events written apart from the pipeline (1e-9)."""
 
 from __future__ import annotations
@@ -82,9 +82,14 @@ def test_a_night_keeps_old_distinct_count_periods_and_equals_sql(tmp_path: Path,
                                   f"FROM _northstar.segment_cuts WHERE {where}", params).fetchall())
         con.execute(f"UPDATE _northstar.segment_cuts SET value = value * CASE metric WHEN 'ordering_customers' "
                     f"THEN 2.0 ELSE 0.5 END WHERE {where}", params)
+        # As if the guard had kept other platforms the night before: the stored platform cuts were guarded
+        # otherwise, so the night must cut platform again in full (and undo the scaling there).
+        con.execute("DELETE FROM _northstar.segment_keep WHERE dimension = 'platform' AND segment = 'web'")
     finally:
         con.close()
-    assert {(m, g) for m, g, *_ in planted} == {(m, g) for m in DISTINCT for g in ("week", "month")}
+    assert {(m, g, d) for m, g, d, *_ in planted} == {(m, g, d) for m in DISTINCT for g in ("week", "month")
+                                                      for d in ("region", "platform")}
+    reused = {p for p in planted if p[2] == "region"}
 
     day = warehouse.last_day + datetime.timedelta(days=1)
     appended = subprocess.run([sys.executable, "-m", "northstar_pipeline", "demo-data", "--append-day", day.isoformat(),
@@ -102,12 +107,12 @@ def test_a_night_keeps_old_distinct_count_periods_and_equals_sql(tmp_path: Path,
         key = (r["grain"], r["dimension"], r["segment"], str(r["period_start"]))
         customers, per = oracle.get(key, (0, None))
         expected = customers if r["metric"] == "ordering_customers" else per
-        if (r["metric"], *key[:3], r["period_start"]) in planted:  # reused from the store, not cut again
+        if (r["metric"], *key[:3], r["period_start"]) in reused:  # from the store, not cut again
             assert close(r["value"], expected * SCALE[r["metric"]]), (r["metric"], key, r["value"], expected)
             kept += 1
             continue
         assert close(r["value"], expected), (r["metric"], key, r["value"])
         checked += 1
-    assert kept == len(planted) and checked > 100
+    assert kept == len(reused) and checked > 100
     # the night's own periods are among those checked: the late arrivals' week moved
     assert any(str(r["period_start"]) >= recomputed["ordering_customers"]["week"] for r in rows)

@@ -147,12 +147,10 @@ def compile_segments(node: RenderedNode, selects: list[tuple[RenderedQuery, exp.
             group = cut.args.get("group")
             if not (group and group.args.get("all")):
                 cut.group_by(segment.copy(), append=True, copy=False)
-            period = period_of(outer)
-            if query.to_date and period is not None:  # its span's rows only: a range the scan prunes by
-                cut = since_rows(cut, period, None)
             parts.append(_union_part(query, cut))
+            period = period_of(outer)
             if night is not None and period is not None and query.grain is not None:
-                recut = cut.copy() if query.to_date else since_rows(cut, period, query.grain.value)
+                recut = since_rows(cut, period, None if query.to_date else query.grain.value)
                 night.append(_union_part(query, recut))
             else:
                 night = None
