@@ -244,6 +244,10 @@ class SegmentQuery:
     dimension: str
     volume_sql: str  # dimension value -> row count of the metric's FROM (ranks values for the guard)
     sql: str  # grain, period_start, value, numerator, denominator, is_to_date, segment
+    # A night's cut: only periods on or after $since_<grain> (and the to-date spans); "" = always cut in full.
+    since_sql: str = ""
+    grains: tuple[str, ...] = ()  # the full renderings' grains (since_sql's placeholders)
+    fingerprint: str = ""  # the full renderings' SQL: stored rows are reused while it holds
 
 
 @dataclass(frozen=True, slots=True)

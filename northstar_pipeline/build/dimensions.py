@@ -13,6 +13,7 @@ so '(other)' is recomputed exactly (distinct counts included), not summed.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from difflib import get_close_matches
@@ -26,6 +27,7 @@ from sqlglot.errors import OptimizeError, ParseError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope
 
+from northstar_pipeline.build.segment_rows import period_of, since_rows
 from northstar_pipeline.errors import CompileError
 from northstar_pipeline.types import (
     Column,
@@ -132,6 +134,7 @@ def compile_segments(node: RenderedNode, selects: list[tuple[RenderedQuery, exp.
                 + (f"; declared: {', '.join(sorted(declared))}" if declared else ""))
         expression = parse_dimension(dim.expression, dim.name, dim.path, dim.line)
         parts = []
+        night: list[exp.Select] | None = []  # the same parts over the night's rows (None: cut in full)
         volume = None
         for query, ast in selects:
             outer = _outer_select(ast, node, config, dim)
@@ -145,11 +148,22 @@ def compile_segments(node: RenderedNode, selects: list[tuple[RenderedQuery, exp.
             if not (group and group.args.get("all")):
                 cut.group_by(segment.copy(), append=True, copy=False)
             parts.append(_union_part(query, cut))
+            period = period_of(outer)
+            if night is not None and period is not None and query.grain is not None:
+                recut = since_rows(cut, period, None if query.to_date else query.grain.value)
+                night.append(_union_part(query, recut))
+            else:
+                night = None
             if volume is None and not query.to_date:
                 volume = _volume_query(outer, expression)
         assert volume is not None
+        full = [p for (q, _), p in zip(selects, parts) if not q.to_date]  # no as-of dates: stable between nights
         segment = SegmentQuery(dimension=dim.name, volume_sql=volume.sql("duckdb"),
-                               sql=_union(parts).sql("duckdb", pretty=True))
+                               sql=_union(parts).sql("duckdb", pretty=True),
+                               since_sql=_union(night).sql("duckdb") if night else "",
+                               grains=tuple(q.grain.value for q, _ in selects if not q.to_date and q.grain)
+                               if night else (),
+                               fingerprint=hashlib.sha256(_union(full).sql("duckdb").encode()).hexdigest()[:16])
         if describe is not None:
             try:
                 describe(segment.sql)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from northstar_pipeline.build.dimensions import _guarded, _segment_value, parse_dimension
+from northstar_pipeline.build.segment_rows import period_rows, row_prefilter
 from northstar_pipeline.errors import CompileError
 from northstar_pipeline.types import DimensionDef, Grain, MetricConfig, RenderedNode, RenderedQuery, SegmentCut
 
@@ -187,6 +188,9 @@ def _cut(outer: exp.Select, parts: list[tuple[RenderedQuery, exp.Expression]], d
                 else exp.or_(exp.GTE(this=p.copy(), expression=_since(q.grain.value)), p.copy().is_(exp.null()))
                 for q, p in parts]
         pre.where(exp.paren(exp.or_(*kept)), copy=False)
+        prefilter = row_prefilter([period_rows(p, None if q.to_date else _since(q.grain.value)) for q, p in parts])
+        if prefilter is not None:  # a range the scan prunes row groups by (build/segment_rows.py)
+            pre.where(prefilter, copy=False)
     period_keys = [exp.column(f"_ns_p{i}") for i in range(len(periods))]
     segment_keys = [exp.column(f"_ns_s{j}") for j in range(len(segments))]
 
@@ -244,4 +248,7 @@ def _volume(outer: exp.Select, period: exp.Expression, dims: list[DimensionDef],
         grain_since = exp.Placeholder(this="since")
         volume.where(exp.paren(exp.or_(exp.GTE(this=period.copy(), expression=exp.cast(grain_since, exp.DataType.Type.DATE)),
                                        period.copy().is_(exp.null()))), copy=False)
+        prefilter = row_prefilter([period_rows(period, exp.cast(grain_since.copy(), exp.DataType.Type.DATE))])
+        if prefilter is not None:
+            volume.where(prefilter, copy=False)
     return volume

@@ -10,7 +10,10 @@ history. Stored rows are reused only while they can be what a full build compute
 definition (fingerprint) is the same and the guard kept the same values; otherwise the metric is
 cut again from scratch.
 
-A metric whose renderings do not allow one scan (no ``segment_cut``) is cut per dimension, in full.
+A metric whose renderings do not allow one scan (no ``segment_cut``, e.g. a distinct count) is cut per
+dimension, and a night recomputes its periods the same way, per dimension (``SegmentQuery.since_sql``):
+a period's distinct count needs only that period's rows. Every night query reads its rows through a
+range on the period's column (build/segment_rows.py), so DuckDB skips the older row groups.
 """
 
 from __future__ import annotations
@@ -154,9 +157,8 @@ def _cuts(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[Segm
     """Delete the stored rows ``metric`` recomputes; return the SELECTs that recompute them."""
     plan = metric.node.segment_cut
     name = {"metric": metric.name}
-    if plan is None:  # cut per dimension, in full every build
-        con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric", name)
-        return [_stored(metric.name, query.sql, query.dimension) for query in queries]
+    if plan is None:  # cut per dimension (a distinct count): each dimension's night on its own
+        return [_cut_dimension(con, metric.name, query, since, state, fresh, changed) for query in queries]
     grains = since.get(metric.name) if since is not None else None
     reuse = grains is not None and all(
         state.get((metric.name, d, "cut")) == plan.fingerprint and d not in changed for d in plan.dimensions)
@@ -170,13 +172,41 @@ def _cuts(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[Segm
         con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric AND grain = $grain "
                     "AND (is_to_date OR period_start IS NULL OR period_start >= $since)",
                     {**name, "grain": grain, "since": start})
+    return [_stored(metric.name, _bind(plan.since_sql, starts))]
+
+
+def _cut_dimension(con: duckdb.DuckDBPyConnection, metric: str, query: SegmentQuery, since: Since, state: dict,
+                   fresh: dict, changed: set[str]) -> exp.Select:
+    """Delete the stored rows of ``metric`` x ``query.dimension`` that are recomputed; return their SELECT.
+
+    A distinct count does not recombine from partials, but a period's distinct count needs only that
+    period's rows: the night's query reads the recomputed periods' rows (build/segment_rows.py)."""
+    key = (metric, query.dimension, "cut")
+    grains = since.get(metric) if since is not None else None
+    reuse = (grains is not None and bool(query.since_sql) and state.get(key) == query.fingerprint
+             and query.dimension not in changed)
+    fresh[key] = query.fingerprint
+    params = {"metric": metric, "dimension": query.dimension}
+    if not reuse:
+        con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric AND dimension = $dimension", params)
+        return _stored(metric, query.sql, query.dimension)
+    starts = {g: _start(since, metric, g) or EARLIEST for g in query.grains}
+    for grain, start in starts.items():  # the to-date spans are recomputed every build: the as-of moved
+        con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric AND dimension = $dimension AND grain = $grain "
+                    "AND (is_to_date OR period_start IS NULL OR period_start >= $since)",
+                    {**params, "grain": grain, "since": start})
+    return _stored(metric, _bind(query.since_sql, starts), query.dimension)
+
+
+def _bind(sql: str, starts: Mapping[str, date]) -> exp.Expression:
+    """``sql`` with each ``$since_<grain>`` replaced by that grain's first recomputed period (a DATE literal)."""
     bounds = {f"since_{g}": exp.cast(exp.Literal.string(s.isoformat()), exp.DataType.Type.DATE)
               for g, s in starts.items()}
 
     def bound(node: exp.Expression) -> exp.Expression:
         return bounds[node.name].copy() if isinstance(node, exp.Placeholder) and node.name in bounds else node
 
-    return [_stored(metric.name, sqlglot.parse_one(plan.since_sql, read="duckdb").transform(bound, copy=False))]
+    return sqlglot.parse_one(sql, read="duckdb").transform(bound, copy=False)
 
 
 def _stored(metric: str, query: str | exp.Expression, dimension: str | None = None) -> exp.Select:
