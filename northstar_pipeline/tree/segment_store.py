@@ -22,11 +22,10 @@ from collections.abc import Mapping
 from datetime import date
 
 import duckdb
-import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from northstar_pipeline.sql import union_all
+from northstar_pipeline.sql import create_rows_table, union_all
 from northstar_pipeline.tree.tree import TreeMetric
 from northstar_pipeline.types import SegmentQuery
 
@@ -93,19 +92,16 @@ def run_cuts(con: duckdb.DuckDBPyConnection, cut: list[tuple[TreeMetric, Segment
                for select in _cuts(con, metrics[name], metric_queries, since, state, fresh, changed)]
     if selects:  # one statement: DuckDB runs the metrics' scans side by side
         con.execute(f"INSERT INTO {CUTS} {union_all(selects).sql('duckdb')}")
-    pairs = pa.table({"metric": [m.name for m, _ in cut], "dimension": [q.dimension for _, q in cut]})
-    volume_pairs = pa.table({"metric": [m for m, _, p in fresh if p == "volume"],
-                             "dimension": [d for _, d, p in fresh if p == "volume"]})
-    con.register("_ns_cut_pairs", pairs)
-    con.register("_ns_volume_pairs", volume_pairs)
-    try:  # what is no longer cut (or ranked) is not kept
-        con.execute(f"DELETE FROM {CUTS} c WHERE NOT EXISTS (SELECT 1 FROM _ns_cut_pairs p "
-                    "WHERE p.metric = c.metric AND p.dimension = c.dimension)")
-        con.execute(f"DELETE FROM {VOLUMES} v WHERE NOT EXISTS (SELECT 1 FROM _ns_volume_pairs p "
-                    "WHERE p.metric = v.metric AND p.dimension = v.dimension)")
-    finally:
-        con.unregister("_ns_cut_pairs")
-        con.unregister("_ns_volume_pairs")
+    pair = [("metric", "VARCHAR"), ("dimension", "VARCHAR")]
+    create_rows_table(con, "_ns_cut_pairs", pair, [(m.name, q.dimension) for m, q in cut])
+    create_rows_table(con, "_ns_volume_pairs", pair, [(m, d) for m, d, p in fresh if p == "volume"])
+    # what is no longer cut (or ranked) is not kept
+    con.execute(f"DELETE FROM {CUTS} c WHERE NOT EXISTS (SELECT 1 FROM _ns_cut_pairs p "
+                "WHERE p.metric = c.metric AND p.dimension = c.dimension)")
+    con.execute(f"DELETE FROM {VOLUMES} v WHERE NOT EXISTS (SELECT 1 FROM _ns_volume_pairs p "
+                "WHERE p.metric = v.metric AND p.dimension = v.dimension)")
+    con.execute("DROP TABLE _ns_cut_pairs")
+    con.execute("DROP TABLE _ns_volume_pairs")
     con.execute(f"DELETE FROM {STATE}")
     if fresh:
         con.executemany(f"INSERT INTO {STATE} VALUES (?, ?, ?, ?)", [[*k, v] for k, v in fresh.items()])

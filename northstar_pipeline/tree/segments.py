@@ -19,7 +19,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from northstar_pipeline.errors import TreeError
-from northstar_pipeline.sql import union_all
+from northstar_pipeline.sql import create_rows_table, union_all
 from northstar_pipeline.tree.formula import contribution_sql, formula_sql
 from northstar_pipeline.tree.score import FORMULA_TOLERANCE, ZERO
 from northstar_pipeline.tree.segment_store import Since, run_cuts
@@ -48,10 +48,9 @@ def build_segments(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tre
         return 0
     dims = {d.name: d for d in manifest.dimensions}
     used = sorted({q.dimension for _, q in cut})
-    con.register("_ns_dims_arrow", pa.table({"dimension": used, "max_segments": [dims[d].max_segments for d in used],
-                                             "dimension_label": [dims[d].label for d in used]}))
-    con.execute("CREATE OR REPLACE TEMP TABLE _ns_dims AS SELECT * FROM _ns_dims_arrow")
-    con.unregister("_ns_dims_arrow")
+    create_rows_table(con, "_ns_dims", [("dimension", "VARCHAR"), ("max_segments", "BIGINT"),
+                                        ("dimension_label", "VARCHAR")],
+                      [(d, dims[d].max_segments, dims[d].label) for d in used])
     run_cuts(con, cut, since)
     con.execute(_BASE_SQL)
     _verify_formulas(con, tree)
