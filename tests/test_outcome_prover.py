@@ -22,12 +22,18 @@ def test_an_aggregate_of_one_period_cte_by_its_period_start_is_period_local() ->
         == "local"
     assert reason(f"{CTE} SELECT c.period_start, count(*) AS value FROM c WHERE kept GROUP BY c.period_start") \
         == "local"
+    derived = CTE.removeprefix("WITH c AS ")
+    assert reason(f"SELECT period_start, count(*) AS value FROM {derived} AS c GROUP BY 1") == "local"
+    query = sqlglot.parse_one(f"SELECT period_start, count(*) AS value FROM {derived} AS c GROUP BY 1", read="duckdb")
+    [scope] = period_scopes(query, "week", False)
+    assert scope.select is query.args["from_"].this.this  # the bound x >= C goes into the derived table
     scopes = period_scopes(sqlglot.parse_one(f"{CTE} SELECT period_start, count(*) AS value FROM c GROUP BY 1",
                                              read="duckdb"), "week", False)
     assert [s.table.name for s in scopes] == ["o"]  # the bound x >= C goes into the CTE's WHERE
 
 
 def test_the_near_misses_are_not() -> None:
+    derived = CTE.removeprefix("WITH c AS ")
     # grouped by something else than period_start: a row per customer spans periods
     assert "something else than the CTE's period_start" in reason(
         f"{CTE} SELECT min(period_start) AS period_start, count(*) AS value FROM c GROUP BY user_id")
@@ -56,6 +62,14 @@ def test_the_near_misses_are_not() -> None:
                              "SELECT period_start, count(*) AS value FROM c GROUP BY 1")
     assert "CTE c" in reason("WITH c AS (SELECT user_id, count(*) AS n FROM s.o GROUP BY 1) "
                              "SELECT period_start, count(*) AS value FROM c GROUP BY 1")
+    # the same near misses through a derived table instead of a CTE
+    assert "something else than the CTE's period_start" in reason(
+        f"SELECT min(period_start) AS period_start, count(*) AS value FROM {derived} AS c GROUP BY user_id")
+    assert "join" in reason(f"SELECT c.period_start, count(*) AS value FROM {derived} AS c JOIN s.u AS u "
+                            "ON u.user_id = c.user_id GROUP BY 1")
+    assert "the subquery: HAVING" in reason(f"SELECT period_start, count(*) AS value FROM (SELECT {PERIOD} AS "
+                                           "period_start, user_id FROM s.o GROUP BY 1, 2 HAVING count(*) > 1) AS c "
+                                           "GROUP BY 1")
     # the old retention: a CTE joining stg_orders to itself 28 days back
     assert "CTE" in reason(f"WITH f AS (SELECT user_id, {PERIOD} AS period_start, min(placed_at) AS first_at "
                            "FROM s.o GROUP BY 1, 2), r AS (SELECT f.period_start, f.user_id, count(p.order_id) > 0 AS k "

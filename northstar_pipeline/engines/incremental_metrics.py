@@ -8,8 +8,9 @@ only on the input rows of its own period, which is checked on its sqlglot AST:
   (no CTE, join, subquery, window function, HAVING, DISTINCT or LIMIT);
 * the query is one such SELECT, or an outer SELECT over such CTEs that only joins them ON
   period_start = period_start, with no aggregate, window, GROUP BY or subquery (no set operation),
-  or an outer SELECT that aggregates ONE such CTE grouped by its period_start alone (no join, window,
-  HAVING, QUALIFY, DISTINCT, LIMIT or subquery): the CTE may group by period_start and other keys.
+  or an outer SELECT that aggregates ONE such CTE (or derived table) grouped by its period_start alone
+  (no join, window, HAVING, QUALIFY, DISTINCT, LIMIT or other subquery): the CTE may group by
+  period_start and other keys.
 
 Then a row of period P changes only if some input row of P changed. With the delta of each input
 (engines/delta.py: old rows and new rows), C_g = the earliest period of grain g a delta row falls in,
@@ -86,6 +87,13 @@ def period_scopes(query: exp.Query, unit: str, to_date: bool) -> list[Scope] | s
         if ctes:
             return "a CTE read by a period() SELECT"
         return [root_scope]
+    derived = _derived_table(query)
+    if not ctes and derived is not None:  # FROM (a period() SELECT) AS c GROUP BY period_start: as a CTE
+        scope = _scope(derived.this, unit, to_date, set())
+        if not isinstance(scope, Scope):
+            return f"the subquery: {scope if isinstance(scope, str) else 'not a period() SELECT'}"
+        reason = _grouped_outer_reason(query, {derived.alias_or_name}, [scope.select])
+        return reason or [scope]
     if not ctes:
         return root_scope if isinstance(root_scope, str) else "no period() call"
     scopes = []
@@ -190,6 +198,16 @@ def _outer_reason(query: exp.Select, ctes: set[str], inner: list[exp.Select]) ->
     return None
 
 
+def _derived_table(query: exp.Select) -> exp.Subquery | None:
+    """The FROM of a grouped SELECT when it is one aliased SELECT in parentheses (a derived table), else None."""
+    source = query.args.get("from_")
+    table = source.this if source else None
+    if (query.args.get("group") and isinstance(table, exp.Subquery) and isinstance(table.this, exp.Select)
+            and table.alias_or_name):
+        return table
+    return None
+
+
 def _grouped_outer_reason(query: exp.Select, ctes: set[str], inner: list[exp.Select]) -> str | None:
     """Why the outer SELECT is not an aggregate of one period() CTE grouped by its period_start alone, or None.
 
@@ -213,7 +231,9 @@ def _grouped_outer_reason(query: exp.Select, ctes: set[str], inner: list[exp.Sel
         return "the outer SELECT uses a window function"
     source = query.args.get("from_")
     table = source.this if source else None
-    if not isinstance(table, exp.Table) or table.db or table.name not in ctes:
+    if isinstance(table, exp.Subquery) and table is _derived_table(query) and table.alias_or_name in ctes:
+        pass  # the one derived table, checked by the caller
+    elif not isinstance(table, exp.Table) or table.db or table.name not in ctes:
         return "the outer SELECT reads something else than the period() CTE"
     alias = table.alias_or_name
 
