@@ -2,16 +2,14 @@
     (28 days) before their first order of the period. Looks back, so a complete period's value is final. -#}
 {{ config(kind='outcome', label='4-week retention', owner='Finance', unit='percent',
           description="Share of the period's ordering customers who also ordered in the 28 days before.") }}
-with firsts as (
-    select user_id, {{ period('placed_at') }} as period_start, min(placed_at) as first_at
-    from {{ ref('stg_orders') }}
-    group by 1, 2
-), retained as (
-    select f.period_start, f.user_id,
-           count(p.order_id) > 0 as is_retained
-    from firsts as f
-    left join {{ ref('stg_orders') }} as p
-        on p.user_id = f.user_id and p.placed_at < f.first_at and p.placed_at >= f.first_at - interval 28 day
+-- The look-back is in the model (prev_placed_at), so each period reads only its own orders and a night
+-- recomputes only the periods it touches. A customer's first orders of the period are the ones whose
+-- previous order is before the period; the customer is retained when that order is at most 28 days earlier.
+with customers as (
+    select {{ period('placed_at') }} as period_start, user_id,
+           bool_or(prev_placed_at < {{ period('placed_at') }}
+                   and prev_placed_at >= placed_at - interval 28 day) as is_retained
+    from {{ ref('orders_with_previous') }}
     group by 1, 2
 )
 select
@@ -19,5 +17,5 @@ select
     count(*) filter (where is_retained) / count(*) as value,
     count(*) filter (where is_retained) as numerator,
     count(*) as denominator
-from retained
+from customers
 group by 1

@@ -27,7 +27,7 @@ def compiled_demo(tmp_path_factory: pytest.TempPathFactory, warehouse) -> Path:
 def test_every_demo_node_parses_back_in_its_dialect(compiled_demo: Path, dialect: str) -> None:
     duck = sorted(p.relative_to(compiled_demo / "duckdb") for p in (compiled_demo / "duckdb").rglob("*.sql"))
     files = sorted(p.relative_to(compiled_demo / dialect) for p in (compiled_demo / dialect).rglob("*.sql"))
-    assert files == duck and len(files) == 21  # 18 + stg_payments, revenue, retention_4w
+    assert files == duck and len(files) == 22  # 18 + stg_payments, revenue, retention_4w, orders_with_previous
     for relpath in files:
         text = (compiled_demo / dialect / relpath).read_text()
         statements = sqlglot.parse(text, read=dialect)

@@ -16,12 +16,12 @@ from northstar_pipeline.errors import UsageError
 # The demo's DAG, written out by hand from the ref()/source() calls of its files.
 STAGING = {"stg_events", "stg_deliveries", "stg_orders", "stg_pushes", "stg_sessions", "stg_signups", "stg_tickets",
            "stg_payments"}
-MODELS = STAGING | {"orders_enriched"}
+MODELS = STAGING | {"orders_enriched", "orders_with_previous"}
 METRICS = {"on_time_orders", "on_time_rate", "ordering_customers", "orders_per_customer", "items_per_order",
            "avg_delivery_minutes_late", "new_customers", "push_click_through_rate", "search_to_cart_rate",
            "support_tickets_per_order", "revenue", "retention_4w"}
 BELOW_STG_ORDERS = {"orders_enriched", "on_time_orders", "on_time_rate", "items_per_order", "ordering_customers",
-                    "orders_per_customer", "support_tickets_per_order", "retention_4w"}
+                    "orders_per_customer", "support_tickets_per_order", "orders_with_previous", "retention_4w"}
 BELOW_STG_DELIVERIES = {"orders_enriched", "on_time_orders", "on_time_rate", "avg_delivery_minutes_late"}
 
 
@@ -64,7 +64,8 @@ def test_n_plus_operator(manifest) -> None:
     assert chosen(manifest, "2+on_time_orders") == {"on_time_orders", "orders_enriched", "stg_deliveries", "stg_orders"}
     # "3+my_model+4": ancestors up to the 3rd degree, descendants down to the 4th
     assert chosen(manifest, "1+stg_orders+1") == {"stg_events", "stg_orders"} | (BELOW_STG_ORDERS - {"on_time_orders",
-                                                                                                      "on_time_rate"})
+                                                                                                      "on_time_rate",
+                                                                                                      "retention_4w"})
 
 
 def test_at_operator(manifest) -> None:
@@ -122,7 +123,8 @@ def test_methods(manifest) -> None:
     assert chosen(manifest, "config.owner:Engagement") == {"orders_per_customer", "push_click_through_rate"}
     assert chosen(manifest, "config.owner:Logistics*") == {"on_time_rate", "avg_delivery_minutes_late"}
     assert chosen(manifest, "config.materialized:incremental") == {  # dbt's own example
-        "stg_events", "stg_orders", "stg_deliveries", "stg_signups", "stg_tickets", "orders_enriched"}
+        "stg_events", "stg_orders", "stg_deliveries", "stg_signups", "stg_tickets", "orders_enriched", "stg_payments",
+        "orders_with_previous"}
     assert chosen(manifest, "config.kind:counter") == {"support_tickets_per_order"}
     assert chosen(manifest, "config.warn_change_pct:3") == {"support_tickets_per_order"}
     assert chosen(manifest, "config.tags:daily") == {"on_time_rate"}

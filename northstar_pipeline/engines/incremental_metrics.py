@@ -7,7 +7,10 @@ only on the input rows of its own period, which is checked on its sqlglot AST:
 * every SELECT that calls period(x) selects it AS period_start, groups by it, reads exactly one ref
   (no CTE, join, subquery, window function, HAVING, DISTINCT or LIMIT);
 * the query is one such SELECT, or an outer SELECT over such CTEs that only joins them ON
-  period_start = period_start, with no aggregate, window, GROUP BY or subquery (no set operation).
+  period_start = period_start, with no aggregate, window, GROUP BY or subquery (no set operation),
+  or an outer SELECT that aggregates ONE such CTE (or derived table) grouped by its period_start alone
+  (no join, window, HAVING, QUALIFY, DISTINCT, LIMIT or other subquery): the CTE may group by
+  period_start and other keys.
 
 Then a row of period P changes only if some input row of P changed. With the delta of each input
 (engines/delta.py: old rows and new rows), C_g = the earliest period of grain g a delta row falls in,
@@ -84,6 +87,13 @@ def period_scopes(query: exp.Query, unit: str, to_date: bool) -> list[Scope] | s
         if ctes:
             return "a CTE read by a period() SELECT"
         return [root_scope]
+    derived = _derived_table(query)
+    if not ctes and derived is not None:  # FROM (a period() SELECT) AS c GROUP BY period_start: as a CTE
+        scope = _scope(derived.this, unit, to_date, set())
+        if not isinstance(scope, Scope):
+            return f"the subquery: {scope if isinstance(scope, str) else 'not a period() SELECT'}"
+        reason = _grouped_outer_reason(query, {derived.alias_or_name}, [scope.select])
+        return reason or [scope]
     if not ctes:
         return root_scope if isinstance(root_scope, str) else "no period() call"
     scopes = []
@@ -92,6 +102,9 @@ def period_scopes(query: exp.Query, unit: str, to_date: bool) -> list[Scope] | s
         if not isinstance(scope, Scope):
             return f"CTE {name}: {scope if isinstance(scope, str) else 'not a period() SELECT'}"
         scopes.append(scope)
+    if query.args.get("group"):  # a second aggregate over one period-local CTE, e.g. per customer, then per period
+        reason = _grouped_outer_reason(query, set(ctes), [s.select for s in scopes])
+        return reason or scopes
     reason = _outer_reason(query, set(ctes), [s.select for s in scopes])
     return reason or scopes
 
@@ -182,6 +195,58 @@ def _outer_reason(query: exp.Select, ctes: set[str], inner: list[exp.Select]) ->
     start = start.this if isinstance(start, exp.Alias) else start
     if not isinstance(start, exp.Column):
         return "the outer period_start is not a CTE's period_start"
+    return None
+
+
+def _derived_table(query: exp.Select) -> exp.Subquery | None:
+    """The FROM of a grouped SELECT when it is one aliased SELECT in parentheses (a derived table), else None."""
+    source = query.args.get("from_")
+    table = source.this if source else None
+    if (query.args.get("group") and isinstance(table, exp.Subquery) and isinstance(table.this, exp.Select)
+            and table.alias_or_name):
+        return table
+    return None
+
+
+def _grouped_outer_reason(query: exp.Select, ctes: set[str], inner: list[exp.Select]) -> str | None:
+    """Why the outer SELECT is not an aggregate of one period() CTE grouped by its period_start alone, or None.
+
+    The CTE's rows of period P depend only on the input rows of P, and each outer row aggregates the CTE rows
+    of one period_start: so the outer row of P does too. A WHERE filters CTE rows, each of one period.
+    """
+    if len(ctes) != 1:
+        return "the outer SELECT groups over more than one CTE"
+    for key, what in (("joins", "a join"), ("having", "HAVING"), ("qualify", "QUALIFY"), ("distinct", "DISTINCT"),
+                      ("limit", "LIMIT"), ("offset", "OFFSET")):
+        if query.args.get(key):
+            return f"the outer SELECT has {what}"
+    for select in query.find_all(exp.Select):
+        if select is not query and not any(select is s for s in inner):
+            return "a subquery"
+    if volatile(query):
+        return "the outer SELECT uses a function of the run's clock or a random one"
+    own = [*query.expressions, *([query.args["where"]] if query.args.get("where") else []),
+           *([query.args["order"]] if query.args.get("order") else [])]
+    if any(True for e in own for _ in e.find_all(exp.Window)):
+        return "the outer SELECT uses a window function"
+    source = query.args.get("from_")
+    table = source.this if source else None
+    if isinstance(table, exp.Subquery) and table is _derived_table(query) and table.alias_or_name in ctes:
+        pass  # the one derived table, checked by the caller
+    elif not isinstance(table, exp.Table) or table.db or table.name not in ctes:
+        return "the outer SELECT reads something else than the period() CTE"
+    alias = table.alias_or_name
+
+    def is_start(node: exp.Expression | None) -> bool:
+        return (isinstance(node, exp.Column) and node.name.lower() == "period_start"
+                and node.table in ("", alias))
+
+    keys = [_group_item(g, query) for g in query.args["group"].expressions]
+    if len(keys) != 1 or not is_start(keys[0]):
+        return "the outer SELECT groups by something else than the CTE's period_start alone"
+    start = next((e for e in query.expressions if e.alias_or_name.lower() == "period_start"), None)
+    if not is_start(start.this if isinstance(start, exp.Alias) else start):
+        return "the outer period_start is not the CTE's period_start"
     return None
 
 
