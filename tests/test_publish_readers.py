@@ -8,14 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+import pandas  # noqa: F401  (the [test] extra: readers below use them; a missing one is an error, not a skip)
+import polars  # noqa: F401
 import pyarrow.parquet as pq
-import pytest
-
-from northstar_pipeline.build.publish import KEEP_VERSIONS, latest_version
 from test_errors import run_cli
 
-pytest.importorskip("pandas")
-pytest.importorskip("polars")
+from northstar_pipeline.build.publish import KEEP_VERSIONS, latest_version
 
 # Each mode is one way a BI script reads the scorecard; "latest" modes resolve target/scorecard/latest once,
 # then read the immutable version it names. pyarrow.parquet.read_table and pandas open a path twice and read

@@ -11,14 +11,13 @@ import random
 from pathlib import Path
 
 import duckdb
+import pandas as pd  # the [test] extra: a missing one is an error, not a skip
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from northstar_pipeline.build.stable_layout import lay_out, shift_offsets, split_file
-
-pl = pytest.importorskip("polars")
-pd = pytest.importorskip("pandas")
 
 
 def _table(k: int, n: int) -> pa.Table:
