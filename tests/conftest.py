@@ -28,6 +28,13 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory):
 _SESSION_PAYMENTS: list[Path] = []
 
 
+def copy_lake(warehouse, dest: Path) -> Path:
+    """A writable copy of the session warehouse (events/ and payments/) at dest, for tests that append days."""
+    shutil.copytree(warehouse.events_dir, dest / "events")
+    shutil.copytree(warehouse.payments_dir, dest / "payments")
+    return dest
+
+
 def copy_demo_project(dest: Path, events_dir: Path) -> Path:
     """Copy the repo's demo project and point its events_path var at events_dir."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -4,11 +4,11 @@ users; the replayed events are exactly the whole day's events of those users (ch
 from __future__ import annotations
 
 import datetime
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import copy_lake
 
 from northstar_pipeline.demo.append_day import append_day
 from northstar_pipeline.errors import UsageError
@@ -29,8 +29,7 @@ def _appended(lake: Path, day: datetime.date, what: str, where: str = "true") ->
 def test_a_share_of_the_day_is_the_whole_day_of_that_share_of_users(tmp_path: Path, warehouse) -> None:
     whole, part = tmp_path / "whole", tmp_path / "part"
     for lake in (whole, part):
-        shutil.copytree(warehouse.events_dir, lake / "events")
-        shutil.copytree(warehouse.payments_dir, lake / "payments")
+        copy_lake(warehouse, lake)
     day = warehouse.last_day + datetime.timedelta(days=1)
     full = append_day(whole, day)
     some = append_day(part, day, share=0.25)

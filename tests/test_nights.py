@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import datetime
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
-from conftest import copy_demo_project
-import subprocess
-import sys
+from conftest import copy_demo_project, copy_lake
 from test_incremental import same_numbers, scorecard_values
 
 from northstar_pipeline import api
@@ -50,9 +50,7 @@ def stored_digest(project: Path) -> tuple:
 
 
 def test_a_month_of_nights_each_equal_to_a_full_refresh(tmp_path: Path, warehouse) -> None:
-    lake = tmp_path / "warehouse"
-    shutil.copytree(warehouse.events_dir, lake / "events")
-    shutil.copytree(warehouse.payments_dir, lake / "payments")
+    lake = copy_lake(warehouse, tmp_path / "warehouse")
     nightly = copy_demo_project(tmp_path / "nightly", lake / "events")
     full = copy_demo_project(tmp_path / "full", lake / "events")
     api.build(api.load(nightly))

@@ -5,12 +5,11 @@ EXISTS over the raw events, revenue over the raw payments)."""
 from __future__ import annotations
 
 import datetime
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import copy_demo_project
+from conftest import copy_demo_project, copy_lake
 from test_metric_values import ORACLE
 
 from northstar_pipeline import api
@@ -28,9 +27,7 @@ def week_row(project: Path, start: datetime.date) -> tuple[int, int]:
 
 
 def test_a_late_order_and_a_redelivered_payment_recompute_their_periods_only(tmp_path: Path, warehouse) -> None:
-    lake = tmp_path / "warehouse"
-    shutil.copytree(warehouse.events_dir, lake / "events")
-    shutil.copytree(warehouse.payments_dir, lake / "payments")
+    lake = copy_lake(warehouse, tmp_path / "warehouse")
     project = copy_demo_project(tmp_path / "project", lake / "events")
     api.build(api.load(project))
     day = warehouse.last_day + datetime.timedelta(days=1)
