@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from scipy import special, stats
 
@@ -69,3 +71,47 @@ def test_a_build_does_not_import_scipy_and_its_p_values_are_scipys(demo_project:
             assert got == pytest.approx(float(2 * special.stdtr(n - 2, -t)), rel=1e-12, abs=1e-300)
             checked += 1
     assert checked >= 10  # the demo's tree has hypothesis edges at every grain and lag
+
+
+# -- the BI database is rewritten only when its views change -----------------------------------------
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    info = path.stat()
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def test_the_bi_database_is_rewritten_only_when_its_views_change(demo_project: Path) -> None:
+    from northstar_pipeline import api
+    from northstar_pipeline.build.bi import publish_bi
+
+    project = api.load(demo_project)
+    path = project.target_dir / "bi.duckdb"
+    first = api.build(project)  # the copy's views name the original's files: rewritten here
+    written = _identity(path)
+    second = api.build(project)
+    assert _identity(path) == written  # same views over the same paths: the file is left alone
+    with duckdb.connect(str(path), read_only=True) as con:  # ... and its views read the new build
+        assert con.execute("SELECT any_value(run_id) FROM scorecard").fetchall() == [(second.run_id,)]
+        assert con.execute("SELECT count(DISTINCT run_id) FROM history").fetchall()[0][0] >= 3
+        assert first.run_id in {r[0] for r in con.execute("SELECT DISTINCT run_id FROM history").fetchall()}
+    path.unlink()  # deleted: written again
+    api.build(project)
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchall()[0][0] == 6
+    written = _identity(path)
+    # the validation file's columns change (say, a new version adds one): the views are bound again
+    validation = project.target_dir / "tree_validation.parquet"
+    table = pq.read_table(validation)
+    pq.write_table(table.append_column("added", pa.array([1] * table.num_rows)), validation)
+    publish_bi(project)
+    assert _identity(path) != written
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert "added" in [r[0] for r in con.execute("DESCRIBE tree_validation").fetchall()]
+    written = _identity(path)
+    with duckdb.connect(str(path)) as con:  # someone edits the file: the next build replaces it
+        con.execute("CREATE VIEW mine AS SELECT 1 AS x")
+    publish_bi(project)
+    assert _identity(path) != written
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert "mine" not in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
