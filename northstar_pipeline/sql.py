@@ -41,3 +41,10 @@ def insert_rows(con, table: exp.Table | str, types: list[str], rows: list[tuple]
                        to=exp.DataType.build(t, dialect="duckdb")) for i, t in enumerate(types)]
     con.execute(exp.insert(exp.select(*values), exp.to_table(table) if isinstance(table, str) else table)
                 .sql("duckdb"), [list(column) for column in zip(*rows)])
+
+
+def existing_relations(con) -> set[tuple[str, str]]:
+    """(schema, name) of every table and view the connection sees, in one catalog query (asking per relation
+    cost 1.5-2 ms each, for every metric of the tree)."""
+    return {(schema, name) for schema, name in con.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables").fetchall()}

@@ -115,3 +115,27 @@ def test_the_bi_database_is_rewritten_only_when_its_views_change(demo_project: P
     assert _identity(path) != written
     with duckdb.connect(str(path), read_only=True) as con:
         assert "mine" not in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+
+
+# -- the empty-source guard stops at the first row instead of counting the history -------------------
+
+
+def test_the_empty_source_guard_finds_rows_after_empty_files(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from northstar_pipeline.build.guards import EmptySourceError, check_sources_not_empty
+
+    con = duckdb.connect()
+    for day, rows in (("2026-01-01", 0), ("2026-01-02", 0), ("2026-01-03", 3)):  # sorted first: the empty ones
+        (tmp_path / f"landed_date={day}").mkdir()
+        con.execute(f"COPY (SELECT range AS event_id FROM range({rows})) TO "
+                    f"'{tmp_path / f'landed_date={day}' / 'part.parquet'}'")
+
+    def manifest(location: str) -> SimpleNamespace:
+        source = SimpleNamespace(source_name="raw", table_name="events", location=location, hive_partitioning=True,
+                                 path=Path("models/sources.yml"), line=3)
+        return SimpleNamespace(project=SimpleNamespace(sources=[source]))
+
+    check_sources_not_empty(manifest(f"{tmp_path}/**/*.parquet"), {"raw.events"})  # 3 rows, in the last file
+    with pytest.raises(EmptySourceError, match="has no rows"):
+        check_sources_not_empty(manifest(f"{tmp_path}/landed_date=2026-01-0[12]/*.parquet"), {"raw.events"})

@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from northstar_pipeline.errors import FormulaError
 from northstar_pipeline.project.periods import next_start
-from northstar_pipeline.sql import create_rows_table, union_all
+from northstar_pipeline.sql import create_rows_table, existing_relations, union_all
 from northstar_pipeline.tree.formula import contribution_sql, formula_sql
 from northstar_pipeline.tree.student_t import two_sided_p
 from northstar_pipeline.tree.tree import Tree, TreeMetric
@@ -50,7 +50,8 @@ class FormulaCheck:
 def score(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tree, run_id: str, built_at: str,
           verify: bool = True) -> int:
     """Build scorecard.scorecard and scorecard.tree_validation; raise FormulaError if a formula does not hold."""
-    metrics = [m for m in tree.metrics if _exists(con, m)]
+    present = existing_relations(con)
+    metrics = [m for m in tree.metrics if (m.node.schema, m.node.name) in present]
     if not metrics:
         return 0
     _register_inputs(con, manifest, metrics)
