@@ -7,6 +7,7 @@ a real build in a fresh interpreter must not import scipy (0.15-0.3 s of every n
 from __future__ import annotations
 
 import math
+from datetime import datetime
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,53 @@ def test_the_empty_source_guard_finds_rows_after_empty_files(tmp_path: Path) -> 
     check_sources_not_empty(manifest(f"{tmp_path}/**/*.parquet"), {"raw.events"})  # 3 rows, in the last file
     with pytest.raises(EmptySourceError, match="has no rows"):
         check_sources_not_empty(manifest(f"{tmp_path}/landed_date=2026-01-0[12]/*.parquet"), {"raw.events"})
+
+
+# -- the as-of from footers: each file's statistics read once, every change followed -----------------
+
+
+def test_footer_statistics_are_read_once_per_file_and_follow_every_change(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from northstar_pipeline.project.footer_stats import CACHE, max_from_footers
+    from northstar_pipeline.types import Source
+
+    lake, target = tmp_path / "lake", tmp_path / "target"
+    con = duckdb.connect()
+
+    def land(day: str, hour: int, name: str = "part.parquet") -> Path:
+        folder = lake / f"landed_date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        con.execute(f"COPY (SELECT TIMESTAMP '{day} 00:00:00' + to_hours(range) AS occurred_at FROM range({hour} + 1)) "
+                    f"TO '{path}.tmp' (FORMAT parquet)")
+        os.replace(f"{path}.tmp", path)  # as an export lands a file: a new inode
+        return path
+
+    def truth():
+        return con.execute("SELECT max(occurred_at) FROM read_parquet($g, hive_partitioning = true)",
+                           {"g": f"{lake}/**/*.parquet"}).fetchall()[0][0]
+
+    events = Source("raw", "events", f"{lake}/**/*.parquet", True, Path("models/sources.yml"), 1,
+                    loaded_at_field="occurred_at")
+    first = land("2026-01-01", 5)
+    land("2026-01-02", 7)
+    assert max_from_footers(con, events, target) == truth() == datetime(2026, 1, 2, 7)
+    cache = json.loads((target / CACHE).read_text())
+    entries = cache["sources"][f"{events.location}\noccurred_at"]
+    assert sorted(entries) == sorted(str(p) for p in lake.rglob("*.parquet"))
+    # A cached file is not read again: a (planted) cached max for the first file is what comes back ...
+    entries[str(first)][3] = "2030-01-01T00:00:00"
+    (target / CACHE).write_text(json.dumps(cache))
+    assert max_from_footers(con, events, target) == datetime(2030, 1, 1)
+    # ... until the file changes (another inode, size or mtime): then its footer is read again
+    land("2026-01-01", 9)
+    assert max_from_footers(con, events, target) == truth() == datetime(2026, 1, 2, 7)
+    newest = land("2026-01-03", 2)  # a night lands a day: the new file is read
+    assert max_from_footers(con, events, target) == truth() == datetime(2026, 1, 3, 2)
+    newest.unlink()  # a file removed: it no longer counts
+    assert max_from_footers(con, events, target) == truth() == datetime(2026, 1, 2, 7)
+    assert len(json.loads((target / CACHE).read_text())["sources"][f"{events.location}\noccurred_at"]) == 2
+    # without a target dir (no cache) the same answer, every footer read
+    assert max_from_footers(con, events, None) == truth()
