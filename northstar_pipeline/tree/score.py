@@ -131,13 +131,19 @@ WITH steps AS (
     SELECT metric, grain, idx,
            CASE WHEN is_complete AND previous_complete THEN (value - previous) / nullif(abs(previous), 0) END AS change
     FROM steps
+), lagged AS (
+    -- each child change at every lag, keyed by the parent period it leads: the join below is on equal keys
+    -- only (inside the build's transaction the temp tables have no statistics, and the join over
+    -- c.idx = p.idx - l.lag was planned through a 385K-row intermediate: 65 ms instead of 5)
+    SELECT c.metric, c.grain, c.idx + l.lag AS parent_idx, l.lag, c.change
+    FROM changes c CROSS JOIN range(0, $max_lag + 1) AS l(lag)
+    WHERE c.change IS NOT NULL
 ), pairs AS (
-    SELECT e.child, e.parent, p.grain, l.lag, c.change AS x, p.change AS y
+    SELECT e.child, e.parent, p.grain, c.lag, c.change AS x, p.change AS y
     FROM _ns_edges e
-    CROSS JOIN range(0, $max_lag + 1) AS l(lag)
     JOIN changes p ON p.metric = e.parent
-    JOIN changes c ON c.metric = e.child AND c.grain = p.grain AND c.idx = p.idx - l.lag
-    WHERE c.change IS NOT NULL AND p.change IS NOT NULL
+    JOIN lagged c ON c.metric = e.child AND c.grain = p.grain AND c.parent_idx = p.idx
+    WHERE p.change IS NOT NULL
 ), ranked AS (
     -- Spearman's rho is Pearson's r of the ranks (ties get their average rank): one outlier moves it little
     SELECT *,
