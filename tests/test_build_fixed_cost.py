@@ -146,10 +146,10 @@ def test_the_empty_source_guard_finds_rows_after_empty_files(tmp_path: Path) -> 
 
 
 def test_footer_statistics_are_read_once_per_file_and_follow_every_change(tmp_path: Path) -> None:
-    import json
     import os
 
     from northstar_pipeline.project.footer_stats import CACHE, max_from_footers
+    from northstar_pipeline.project.sealed import read_sealed, write_sealed
     from northstar_pipeline.types import Source
 
     lake, target = tmp_path / "lake", tmp_path / "target"
@@ -173,12 +173,18 @@ def test_footer_statistics_are_read_once_per_file_and_follow_every_change(tmp_pa
     first = land("2026-01-01", 5)
     land("2026-01-02", 7)
     assert max_from_footers(con, events, target) == truth() == datetime(2026, 1, 2, 7)
-    cache = json.loads((target / CACHE).read_text())
+    cache = read_sealed(target / CACHE, "northstar-footer-stats")
     entries = cache["sources"][f"{events.location}\noccurred_at"]
     assert sorted(entries) == sorted(str(p) for p in lake.rglob("*.parquet"))
-    # A cached file is not read again: a (planted) cached max for the first file is what comes back ...
+    # A cached file is not read again: a cached max for the first file (planted, sealed) is what comes back ...
     entries[str(first)][3] = "2030-01-01T00:00:00"
-    (target / CACHE).write_text(json.dumps(cache))
+    write_sealed(target / CACHE, "northstar-footer-stats", cache)
+    assert max_from_footers(con, events, target) == datetime(2030, 1, 1)
+    # ... but not from a file this machine did not seal (committed to a pull request, say): it is ignored
+    head, _, body = (target / CACHE).read_bytes().partition(b"\n")
+    (target / CACHE).write_bytes(head + b"\n" + body.replace(b"2030-01-01", b"2031-01-01"))
+    assert max_from_footers(con, events, target) == truth()
+    write_sealed(target / CACHE, "northstar-footer-stats", cache)
     assert max_from_footers(con, events, target) == datetime(2030, 1, 1)
     # ... until the file changes (another inode, size or mtime): then its footer is read again
     land("2026-01-01", 9)
@@ -187,6 +193,6 @@ def test_footer_statistics_are_read_once_per_file_and_follow_every_change(tmp_pa
     assert max_from_footers(con, events, target) == truth() == datetime(2026, 1, 3, 2)
     newest.unlink()  # a file removed: it no longer counts
     assert max_from_footers(con, events, target) == truth() == datetime(2026, 1, 2, 7)
-    assert len(json.loads((target / CACHE).read_text())["sources"][f"{events.location}\noccurred_at"]) == 2
+    assert len(read_sealed(target / CACHE, "northstar-footer-stats")["sources"][f"{events.location}\noccurred_at"]) == 2
     # without a target dir (no cache) the same answer, every footer read
     assert max_from_footers(con, events, None) == truth()

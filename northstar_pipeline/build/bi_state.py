@@ -2,9 +2,10 @@
 
 The views name the published files by path, not their contents: every night they are the same
 statements, and rewriting the database (a 270 KB DuckDB file in the v1.0.0 format) cost 40-110 ms
-of each build. ``target/.cache/bi.json`` records the statements' digest (with the columns they bind to) and the file's identity
-(size, mtime, inode) as written; the file is rewritten when either differs (new views, a moved
-project, a deleted or edited file).
+of each build. ``target/.cache/bi.json`` records the statements' digest (with the columns they
+bind to) and the file's identity (size, mtime, inode) as written; the file is rewritten when either
+differs (new views, a moved project, a deleted or edited file). The file carries an HMAC under
+this machine's key (project/sealed.py): one committed or copied from elsewhere is ignored.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import duckdb
 
-from northstar_pipeline.build.publish import write_json
-from northstar_pipeline.errors import PublishError
+from northstar_pipeline.project.sealed import read_sealed, write_sealed
 from northstar_pipeline.types import Project
+
+_KIND = "northstar-bi-state"
 
 
 def _state_path(project: Project) -> Path:
@@ -58,18 +60,12 @@ def _identity(path: Path) -> list[int] | None:
 
 def bi_unchanged(project: Project, path: Path, statements: list[str], files: list[Path], history: Path) -> bool:
     """The file at ``path`` is the one last written, from these statements over these files' columns."""
-    try:
-        state = json.loads(_state_path(project).read_text())
-    except (OSError, ValueError):
-        return False
+    state = read_sealed(_state_path(project), _KIND)  # committed or copied from elsewhere: not trusted
     return (isinstance(state, dict) and state.get("digest") == _digest(path, statements, files, history)
             and _identity(path) is not None and state.get("file") == _identity(path))
 
 
 def record_bi(project: Project, path: Path, statements: list[str], files: list[Path], history: Path) -> None:
     """Remember the database just swapped in at ``path`` (a failure only means the next build rewrites it)."""
-    try:
-        write_json(_state_path(project), {"digest": _digest(path, statements, files, history),
-                                          "file": _identity(path)})
-    except PublishError:
-        pass
+    write_sealed(_state_path(project), _KIND, {"digest": _digest(path, statements, files, history),
+                                                "file": _identity(path)})

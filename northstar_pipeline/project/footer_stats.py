@@ -5,22 +5,23 @@ reading every footer of the history cost each build 60-100 ms at 2M events (374 
 with the days kept. A file's statistics cannot change while its size, mtime and inode stay, so
 ``target/.cache/footer_stats.json`` keeps each file's (row groups, row groups with the statistic,
 max) under that identity and a night reads only the footers of the files it landed. The files
-are listed by DuckDB's own glob, so the set is the one read_parquet would read.
+are listed by DuckDB's own glob, so the set is the one read_parquet would read. The file carries an
+HMAC under this machine's key (project/sealed.py): one committed or copied from elsewhere is ignored.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
+from northstar_pipeline.project.sealed import read_sealed, write_sealed
 from northstar_pipeline.types import Source
 
 CACHE = Path(".cache") / "footer_stats.json"
+_KIND = "northstar-footer-stats"
 _VERSION = 1
 
 
@@ -74,23 +75,9 @@ def _identity(file: str) -> list[int] | None:
 
 
 def _load(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    data = read_sealed(path, _KIND)
     return data.get("sources", {}) if isinstance(data, dict) and data.get("version") == _VERSION else {}
 
 
 def _save(path: Path, sources: dict) -> None:
-    """Write under a temporary name, then rename: a concurrent reader sees the old cache or the new one."""
-    name = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as out:
-            json.dump({"version": _VERSION, "sources": sources}, out)
-        os.chmod(name, 0o644)
-        os.replace(name, path)
-    except OSError:
-        if name is not None:
-            Path(name).unlink(missing_ok=True)  # only a cache: the next run reads the footers again
+    write_sealed(path, _KIND, {"version": _VERSION, "sources": sources})  # only a cache: a failure costs a read
