@@ -24,7 +24,7 @@ def source(location: str, field: str, hive: bool = False) -> Source:
 def project_of(*sources: Source):
     from types import SimpleNamespace
 
-    return SimpleNamespace(sources=sources, var_map={}, profiles_path=Path("profiles.yml"))
+    return SimpleNamespace(sources=sources, var_map={}, profiles_path=Path("profiles.yml"), target_dir=None)
 
 
 def test_statistics_give_the_same_max_as_a_scan(warehouse) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import duckdb
 from sqlglot import exp
 
+from northstar_pipeline.sql import insert_rows
 from northstar_pipeline.types import Manifest
 
 REGISTRY = ("_northstar", "relations")
@@ -46,8 +47,7 @@ def _recorded_schemas(con: duckdb.DuckDBPyConnection) -> set[str]:
 def _record(con: duckdb.DuckDBPyConnection, relations: set[tuple[str, str]]) -> None:
     con.execute(exp.Create(kind="SCHEMA", exists=True, this=exp.to_identifier(REGISTRY[0], quoted=True)).sql("duckdb"))
     con.execute(f"CREATE OR REPLACE TABLE {_registry().sql('duckdb')} (relation_schema VARCHAR, relation_name VARCHAR)")
-    if relations:
-        con.executemany(f"INSERT INTO {_registry().sql('duckdb')} VALUES (?, ?)", sorted(relations))
+    insert_rows(con, _registry(), ["VARCHAR", "VARCHAR"], sorted(relations))  # one statement, not one a row
 
 
 def _registry() -> exp.Table:

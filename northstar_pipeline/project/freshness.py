@@ -21,10 +21,10 @@ from typing import Any
 import duckdb
 
 from northstar_pipeline.errors import ProjectError
+from northstar_pipeline.project.footer_stats import max_from_footers
 from northstar_pipeline.project.sources import (
     EXACT_STATISTICS_TYPES,
     _max_from_scan,
-    _max_from_statistics,
     describe_source,
 )
 from northstar_pipeline.types import Freshness, Project, Source
@@ -86,18 +86,21 @@ def check_freshness(project: Project, now: datetime | None = None) -> tuple[Fres
     now = now or datetime.now(timezone.utc).replace(tzinfo=None)
     con = duckdb.connect(":memory:")
     try:
-        return tuple(_check(source, con, now) for source in project.sources if source.loaded_at_field)
+        return tuple(_check(source, con, now, project.target_dir) for source in project.sources
+                     if source.loaded_at_field)
     finally:
         con.close()
 
 
-def _check(source: Source, con: duckdb.DuckDBPyConnection, now: datetime) -> FreshnessResult:
+def _check(source: Source, con: duckdb.DuckDBPyConnection, now: datetime,
+           target_dir: Path | None = None) -> FreshnessResult:
     columns = {c.name: c.type for c in describe_source(source, con)}  # the clear error when there is no data
     if source.loaded_at_field not in columns:
         raise ProjectError(f"loaded_at_field '{source.loaded_at_field}' is not a column of source "
                            f"'{source.source_name}.{source.table_name}'", path=source.path, line=source.line,
                            hint=f"its columns are: {', '.join(sorted(columns))}")
-    newest = _max_from_statistics(con, source) if columns[source.loaded_at_field] in EXACT_STATISTICS_TYPES else None
+    newest = (max_from_footers(con, source, target_dir)  # footers read once per file (project/footer_stats.py)
+              if columns[source.loaded_at_field] in EXACT_STATISTICS_TYPES else None)
     if newest is None:
         newest = _max_from_scan(con, source)
     if newest is not None and newest.tzinfo is not None:

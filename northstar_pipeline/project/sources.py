@@ -11,6 +11,7 @@ from sqlglot import exp
 
 from northstar_pipeline.errors import ProjectError, SourceDataError
 from northstar_pipeline.project.connection import connect_confined, source_reads
+from northstar_pipeline.project.footer_stats import max_from_footers
 from northstar_pipeline.types import Column, Project, Source
 
 
@@ -77,7 +78,7 @@ def resolve_as_of(project: Project, source_columns: dict[tuple[str, str], tuple[
             columns = {c.name: c.type for c in (source_columns or {}).get((source.source_name, source.table_name), ())}
             value = None
             if source.loaded_at_field in columns and columns[source.loaded_at_field] in EXACT_STATISTICS_TYPES:
-                value = _max_from_statistics(con, source)
+                value = max_from_footers(con, source, project.target_dir)  # footers read once per file
             if value is None:
                 value = _max_from_scan(con, source)
             if value is not None and (latest is None or value > latest):

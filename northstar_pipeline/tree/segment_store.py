@@ -25,7 +25,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from northstar_pipeline.sql import create_rows_table, union_all
+from northstar_pipeline.sql import create_rows_table, insert_rows, union_all
 from northstar_pipeline.tree.tree import TreeMetric
 from northstar_pipeline.types import SegmentQuery
 
@@ -103,8 +103,7 @@ def run_cuts(con: duckdb.DuckDBPyConnection, cut: list[tuple[TreeMetric, Segment
     con.execute("DROP TABLE _ns_cut_pairs")
     con.execute("DROP TABLE _ns_volume_pairs")
     con.execute(f"DELETE FROM {STATE}")
-    if fresh:
-        con.executemany(f"INSERT INTO {STATE} VALUES (?, ?, ?, ?)", [[*k, v] for k, v in fresh.items()])
+    insert_rows(con, STATE, ["VARCHAR"] * 4, [[*k, v] for k, v in fresh.items()])  # one statement, not one a row
     con.execute(f"DELETE FROM {KEPT}")
     con.execute(f"INSERT INTO {KEPT} SELECT dimension, segment FROM {KEEP_TABLE}")
     con.execute("CREATE OR REPLACE TEMP VIEW _ns_segment_values AS SELECT metric, dimension, grain, period_start, "

@@ -19,7 +19,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from northstar_pipeline.errors import TreeError
-from northstar_pipeline.sql import create_rows_table, union_all
+from northstar_pipeline.sql import create_rows_table, existing_relations, union_all
 from northstar_pipeline.tree.formula import contribution_sql, formula_sql
 from northstar_pipeline.tree.score import FORMULA_TOLERANCE, ZERO
 from northstar_pipeline.tree.segment_store import Since, run_cuts
@@ -42,7 +42,9 @@ def build_segments(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tre
     ``since``: per metric, ``{grain: first period_start recomputed}`` (None: all): only those periods
     of the stored cuts are recomputed (tree/segment_store.py); None (the default) recomputes everything.
     """
-    cut = [(m, q) for m in tree.metrics if m.node.segment_sql and _exists(con, m) for q in m.node.segment_sql]
+    present = existing_relations(con)
+    cut = [(m, q) for m in tree.metrics if m.node.segment_sql and (m.node.schema, m.node.name) in present
+           for q in m.node.segment_sql]
     if not cut:
         con.execute(f"DROP TABLE IF EXISTS {SEGMENTS}")
         return 0
@@ -302,8 +304,3 @@ def segment_drivers(con: duckdb.DuckDBPyConnection, metric: str, grain: str, per
     """Each segment's effect on ``metric``'s change in one period, ranked (a table ``segments`` must exist)."""
     return con.sql(_DRIVERS, params={"metric": metric, "grain": grain, "period_start": period_start}).to_arrow_table()
 
-
-def _exists(con: duckdb.DuckDBPyConnection, metric: TreeMetric) -> bool:
-    rows = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                       [metric.node.schema, metric.node.name]).fetchall()
-    return bool(rows[0][0])
