@@ -22,12 +22,13 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from northstar_pipeline.project.sealed import machine_key as _machine_key  # the same key seals target/.cache/
 import sqlglot
 
 from northstar_pipeline import __version__, types
@@ -115,25 +116,6 @@ def read_entries(data: bytes) -> dict[str, Any]:
     if not isinstance(entries, dict):
         raise CacheFormatError("cache entries must be a mapping")
     return {str(name): decode(value) for name, value in entries.items()}
-
-
-def _machine_key() -> bytes | None:
-    """A random key in the user's cache folder (never under the project), made on first use."""
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "northstar"
-    path = folder / "compile-cache.key"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            key = path.read_bytes()
-            return key if len(key) >= 32 else None
-        with os.fdopen(fd, "wb") as out:
-            key = secrets.token_bytes(32)
-            out.write(key)
-        return key
-    except OSError:
-        return None
 
 
 def encode(value: Any) -> Any:

@@ -56,7 +56,8 @@ def write_sealed(path: Path, kind: str, payload: Any) -> bool:
 
 
 def machine_key() -> bytes | None:
-    """The compile cache's random key in the user's cache folder, made on first use (as build/cache.py's)."""
+    """A random key in the user's cache folder (never under the project), made on first use: it seals the
+    compile cache (build/cache.py) and the state files here."""
     folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "northstar"
     path = folder / "compile-cache.key"
     try:
