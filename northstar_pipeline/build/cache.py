@@ -58,6 +58,8 @@ class CompileCache:
         self.path = path
         self._old: dict[str, Any] = {}
         self._used: dict[str, Any] = {}
+        self.missed: list[tuple[str, str]] = []  # (step, node) done afresh: the JSON log's compile event
+        self._put = False
         if path is not None and path.is_file():
             try:
                 self._old = read_entries(path.read_bytes())
@@ -65,18 +67,25 @@ class CompileCache:
                 self._old = {}
 
     def get(self, key: str) -> Any | None:
-        value = self._old.get(key)
+        value = self._used.get(key, self._old.get(key))  # _used: a build's second compile sees the first's entries
         if value is not None:
             self._used[key] = value
         return value
 
     def put(self, key: str, value: Any) -> None:
         self._used[key] = value
+        self._put = True
+
+    def note_miss(self, step: str, name: str) -> None:
+        """Record that ``step`` (render, compile) of node ``name`` was not served from the cache."""
+        self.missed.append((step, name))
 
     def save(self) -> None:
         """Keep only what this compile used, so the file does not grow forever."""
         if self.path is None:
             return
+        if not self._put and self._used.keys() == self._old.keys():
+            return  # a warm compile that used every entry and added none: the file already holds them
         key = _machine_key()
         if key is None:
             return  # nowhere to keep a key: every compile is cold, never trusting a file it cannot check
