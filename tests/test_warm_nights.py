@@ -118,3 +118,22 @@ def test_a_template_may_not_write_the_window_placeholders(demo_project: Path) ->
     assert result.returncode == EXIT_PROJECT, result.stderr
     assert "$to_date_start_week is reserved for the to-date window" in result.stderr
     assert "metrics/orders_per_customer.sql" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_manifest_carries_the_literal_window_where_sql_runs_as_is(demo_project: Path) -> None:
+    """What the API hands out binds the window: each metric's SQL and its cuts' full queries. Only the cuts'
+    night queries keep placeholders ($since_<grain> and the window), which the segment step binds."""
+    from northstar_pipeline import api
+    from northstar_pipeline.project.periods import to_date_window
+    from northstar_pipeline.types import Grain, NodeKind
+
+    manifest = api.compile_project(api.load(demo_project, vars={"as_of": "2026-11-18T12:30:00"}))
+    start, end = to_date_window(Grain.WEEK, datetime(2026, 11, 18, 12, 30))
+    assert (start, end) == (date(2026, 11, 9), datetime(2026, 11, 11, 12, 30))
+    metrics = [n for n in manifest.nodes if n.kind is NodeKind.METRIC]
+    assert len(metrics) == len(METRICS)
+    for node in metrics:
+        texts = [node.sql, *(q.sql for q in node.segment_sql), node.segment_cut.sql if node.segment_cut else ""]
+        assert all("$to_date" not in text for text in texts), node.name
+        assert "CAST('2026-11-09' AS TIMESTAMP)" in node.sql and "CAST('2026-11-11 12:30:00' AS TIMESTAMP)" in node.sql
+        assert node.ast is not None and node.ast.sql("duckdb", pretty=True) == node.sql  # the engine's, parsed once
