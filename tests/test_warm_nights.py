@@ -87,28 +87,32 @@ def test_two_nights_compile_no_metric_again_and_their_to_date_values_hold(tmp_pa
 
 def test_the_as_of_from_the_data_compiles_warm_too(tmp_path: Path) -> None:
     """No loaded_at_field: a build compiles without an as-of, then again with the one its data covers
-    (pipeline._settle_as_of). The next night both compiles are served from the cache (the file keeps what
-    both used), and the to-date value is the hand count."""
+    (pipeline._settle_as_of). Every night after, both compiles are served from the cache (the file keeps
+    what both used), and the to-date value is the hand count."""
     events = write_orders(tmp_path / "events")
     root = starter(tmp_path, events)
     edit(root / "models" / "sources.yml", "        loaded_at_field: occurred_at\n", "")
     assert run_cli(root, "build").returncode == EXIT_OK
-    # The night: one more order, Thursday 2026-03-26 10:00, landed in its own partition.
-    landed = events / "landed_date=2026-03-26"
-    landed.mkdir()
-    duckdb.connect().execute(
-        "COPY (SELECT 9999::BIGINT AS event_id, 1::BIGINT AS user_id, 'order_placed' AS event_type, "
-        "TIMESTAMP '2026-03-26 10:00:00' AS occurred_at, 9999::BIGINT AS order_id, 2 AS items, "
-        "TIMESTAMP '2026-03-26 10:05:00' AS landed_at) TO '" + str(landed / "night.parquet") + "' (FORMAT parquet)")
-    night = run_cli(root, "build", "--log-format", "json")
-    assert night.returncode == EXIT_OK, night.stderr
-    compiles = events_of(night.stderr, "compile")
-    assert len(compiles) == 2  # without an as-of, then with the data's
-    assert all((c["rendered"], c["compiled"]) == ([], []) for c in compiles), compiles
-    assert [e["as_of"] for e in events_of(night.stderr, "as_of")] == ["2026-03-27 00:00:00"]
-    last = card(root, "week")[("weekly_orders", WEEKS[11])]
-    # four days elapsed: W10 from Monday to Friday 00:00 holds 8 orders (two a day, Monday to Thursday)
-    assert (last["value"], last["comparison"], last["previous_value"]) == (5, "period_to_date", 8)
+    # Two nights: one more order each, Thursday and Friday 10:00, each landed in its own partition.
+    for event_id, day, previous in ((9998, date(2026, 3, 26), 8), (9999, date(2026, 3, 27), 10)):
+        landed = events / f"landed_date={day}"
+        landed.mkdir()
+        duckdb.connect().execute(
+            "COPY (SELECT $id::BIGINT AS event_id, 1::BIGINT AS user_id, 'order_placed' AS event_type, "
+            "$at::TIMESTAMP AS occurred_at, $id::BIGINT AS order_id, 2 AS items, "
+            "$at::TIMESTAMP + INTERVAL 5 MINUTE AS landed_at) TO '" + str(landed / "night.parquet") + "' (FORMAT parquet)",
+            {"id": event_id, "at": datetime.combine(day, datetime.min.time()) + timedelta(hours=10)})
+        night = run_cli(root, "build", "--log-format", "json")
+        assert night.returncode == EXIT_OK, night.stderr
+        compiles = events_of(night.stderr, "compile")
+        assert len(compiles) == 2  # without an as-of, then with the data's
+        assert all((c["rendered"], c["compiled"]) == ([], []) for c in compiles), compiles
+        as_of = datetime.combine(day + timedelta(days=1), datetime.min.time())
+        assert [e["as_of"] for e in events_of(night.stderr, "as_of")] == [as_of.isoformat(sep=" ")]
+        last = card(root, "week")[("weekly_orders", WEEKS[11])]
+        # W10 from Monday to the same elapsed span: two orders a day from Monday to the night's weekday
+        assert (last["value"], last["comparison"], last["previous_value"]) == (
+            4 + (event_id - 9997), "period_to_date", previous)
 
 
 def test_a_template_may_not_write_the_window_placeholders(demo_project: Path) -> None:
