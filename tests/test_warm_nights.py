@@ -58,7 +58,8 @@ def test_two_nights_compile_no_metric_again_and_their_to_date_values_hold(tmp_pa
         assert (compiled["rendered"], compiled["compiled"]) == ([], []), compiled
         assert compiled["nodes"] == cold["nodes"]
         [as_of] = events_of(night.stderr, "as_of")
-        assert datetime.fromisoformat(as_of["as_of"]).date() >= day
+        newest = duckdb.sql(f"SELECT max(occurred_at) FROM read_parquet('{lake}/events/**/*.parquet')").fetchall()[0][0]
+        assert datetime.fromisoformat(as_of["as_of"]) == newest and newest.date() >= day  # the new files' footers read
         for grain in ("week", "month"):
             current, (on_time, customers, orders), (start, end) = to_date_oracle(lake / "events", grain)
             rows = card(root, grain)
@@ -141,3 +142,28 @@ def test_the_manifest_carries_the_literal_window_where_sql_runs_as_is(demo_proje
         assert all("$to_date" not in text for text in texts), node.name
         assert "CAST('2026-11-09' AS TIMESTAMP)" in node.sql and "CAST('2026-11-11 12:30:00' AS TIMESTAMP)" in node.sql
         assert node.ast is not None and node.ast.sql("duckdb", pretty=True) == node.sql  # the engine's, parsed once
+
+
+def test_the_as_of_reads_new_and_changed_files_footers(tmp_path: Path) -> None:
+    """The footers' statistics are kept per file (size, mtime): a file added, rewritten or removed moves the as-of."""
+    from northstar_pipeline import api
+
+    events = write_orders(tmp_path / "events")
+    root = starter(tmp_path, events)
+    assert api.compile_project(api.load(root)).as_of == datetime(2026, 3, 25, 10)  # the latest occurred_at
+
+    def land(day: date, at: datetime) -> Path:
+        path = events / f"landed_date={day}" / "late.parquet"
+        path.parent.mkdir(exist_ok=True)
+        duckdb.connect().execute(
+            "COPY (SELECT 5000::BIGINT AS event_id, 1::BIGINT AS user_id, 'order_placed' AS event_type, "
+            "$at::TIMESTAMP AS occurred_at, 5000::BIGINT AS order_id, 2 AS items, $at::TIMESTAMP AS landed_at) "
+            "TO '" + str(path) + "' (FORMAT parquet)", {"at": at})
+        return path
+
+    added = land(date(2026, 3, 26), datetime(2026, 3, 26, 9))
+    assert api.compile_project(api.load(root)).as_of == datetime(2026, 3, 26, 9)
+    land(date(2026, 3, 26), datetime(2026, 3, 26, 17, 30))  # the same file, rewritten
+    assert api.compile_project(api.load(root)).as_of == datetime(2026, 3, 26, 17, 30)
+    added.unlink()
+    assert api.compile_project(api.load(root)).as_of == datetime(2026, 3, 25, 10)

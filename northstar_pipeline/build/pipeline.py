@@ -95,8 +95,9 @@ def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ
     started = time.perf_counter()
     compiling.check_dialect(dialect)
     source_columns = describe_sources(project)  # first: a clear error when a source has no data
-    as_of = as_of or resolve_as_of(project, source_columns)  # from the footers' statistics where they are exact
     cache = cache or CompileCache(project.target_dir / ".cache" / "compile.json")
+    # from the footers' statistics where they are exact (the cache keeps each file's: a night reads its new ones)
+    as_of = as_of or resolve_as_of(project, source_columns, cache)
     missed = len(cache.missed)
     rendered = render_project(project, environ, as_of, cache)
     manifest = replace(compiling.compile_project(project, rendered, cache, source_columns), as_of=as_of)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import sqlglot
@@ -11,6 +12,7 @@ from sqlglot import exp
 
 from northstar_pipeline.errors import ProjectError, SourceDataError
 from northstar_pipeline.project.connection import connect_confined, source_reads
+from northstar_pipeline.project.footer_stats import max_from_statistics_cached
 from northstar_pipeline.types import Column, Project, Source
 
 
@@ -55,11 +57,12 @@ def missing_data_hint(source: Source) -> str:
     return f"generate the demo data with 'northstar demo-data', or {fix}" if demo else fix
 
 
-def resolve_as_of(project: Project, source_columns: dict[tuple[str, str], tuple[Column, ...]] | None = None
-                  ) -> datetime | None:
+def resolve_as_of(project: Project, source_columns: dict[tuple[str, str], tuple[Column, ...]] | None = None,
+                  cache: Any = None) -> datetime | None:
     """The `as_of` var if set, else the latest loaded_at_field over the sources that declare one.
 
-    Call describe_sources first: it gives the clear error for a source without data.
+    Call describe_sources first: it gives the clear error for a source without data. ``cache`` (the
+    build's CompileCache) keeps each file's footer statistics, so only new files' footers are read.
     """
     override = project.var_map.get("as_of")
     if override:
@@ -77,7 +80,8 @@ def resolve_as_of(project: Project, source_columns: dict[tuple[str, str], tuple[
             columns = {c.name: c.type for c in (source_columns or {}).get((source.source_name, source.table_name), ())}
             value = None
             if source.loaded_at_field in columns and columns[source.loaded_at_field] in EXACT_STATISTICS_TYPES:
-                value = _max_from_statistics(con, source)
+                value = (_max_from_statistics(con, source) if cache is None
+                         else max_from_statistics_cached(con, source, cache))
             if value is None:
                 value = _max_from_scan(con, source)
             if value is not None and (latest is None or value > latest):
