@@ -101,7 +101,8 @@ def test_the_as_of_from_the_data_compiles_warm_too(tmp_path: Path) -> None:
         duckdb.connect().execute(
             "COPY (SELECT $id::BIGINT AS event_id, 1::BIGINT AS user_id, 'order_placed' AS event_type, "
             "$at::TIMESTAMP AS occurred_at, $id::BIGINT AS order_id, 2 AS items, "
-            "$at::TIMESTAMP + INTERVAL 5 MINUTE AS landed_at) TO '" + str(landed / "night.parquet") + "' (FORMAT parquet)",
+            "$at::TIMESTAMP + INTERVAL 5 MINUTE AS landed_at) TO '" + str(landed / "night.parquet")
+            + "' (FORMAT parquet)",
             {"id": event_id, "at": datetime.combine(day, datetime.min.time()) + timedelta(hours=10)})
         night = run_cli(root, "build", "--log-format", "json")
         assert night.returncode == EXIT_OK, night.stderr

@@ -34,7 +34,7 @@ def bind_manifest(manifest: Manifest, as_of: datetime | None) -> Manifest:
 def bind_node(node: CompiledNode, as_of: datetime | None) -> CompiledNode:
     ast = bind_to_date(node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb"), as_of)
     cut = node.segment_cut
-    if cut is not None:  # SegmentCut texts are written flat, SegmentQuery.sql pretty (build/segment_cut.py, dimensions.py)
+    if cut is not None:  # SegmentCut texts are flat, SegmentQuery.sql pretty (build/segment_cut.py, dimensions.py)
         cut = replace(cut, sql=bound_sql(cut.sql, as_of, pretty=False))
     segments = tuple(replace(q, sql=bound_sql(q.sql, as_of)) for q in node.segment_sql)
     return replace(node, sql=ast.sql("duckdb", pretty=True), ast=ast, segment_sql=segments, segment_cut=cut)

@@ -36,7 +36,8 @@ def max_from_statistics_cached(con: duckdb.DuckDBPyConnection, source: Source, c
         return None  # the scan gives the clear error, if there is one
     if not stats:
         return None
-    key = hashlib.sha256(json.dumps(["footer-max", _FORMAT, source.location, source.loaded_at_field]).encode()).hexdigest()
+    name = json.dumps(["footer-max", _FORMAT, source.location, source.loaded_at_field])
+    key = hashlib.sha256(name.encode()).hexdigest()
     known = {entry[0]: entry for entry in (cache.get(key) or ())}
     parts = []
     missing = []
