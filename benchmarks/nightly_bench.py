@@ -85,7 +85,11 @@ def phases(log: str) -> dict[str, float]:
     first_node = at["node_start"][0]
     last_node = max(at.get("test_done", []) + at["node_done"])
     segments = next((e["seconds"] for e in events if e["event"] == "segments"), 0.0)
+    compiles = [e for e in events if e["event"] == "compile"  # render + compile + binding the as-of's window
+                and datetime.datetime.fromisoformat(e["ts"]) <= first_node]
     return {"compile and plan": (first_node - start).total_seconds(),
+            **({f"(compile, inside it: {sum(len(e['compiled']) for e in compiles)} nodes compiled afresh)":
+                sum(e["seconds"] for e in compiles)} if compiles else {}),
             "nodes and data tests": (last_node - first_node).total_seconds(),
             "segments (dimension cuts)": segments,
             "scoring and publishing": (done - last_node).total_seconds() - segments}

@@ -245,7 +245,7 @@ class SegmentQuery:
     volume_sql: str  # dimension value -> row count of the metric's FROM (ranks values for the guard)
     sql: str  # grain, period_start, value, numerator, denominator, is_to_date, segment
     # A night's cut: only periods on or after $since_<grain> (and the to-date spans); "" = always cut in full.
-    since_sql: str = ""
+    since_sql: str = ""  # its to-date window stays $to_date_... placeholders too, bound with $since_ (segment_store)
     grains: tuple[str, ...] = ()  # the full renderings' grains (since_sql's placeholders)
     fingerprint: str = ""  # the full renderings' SQL: stored rows are reused while it holds
 
@@ -261,7 +261,7 @@ class SegmentCut:
     dimensions: tuple[str, ...]
     grains: tuple[str, ...]  # the grains cut (their to-date spans too)
     sql: str  # grain, period_start, value, numerator, denominator, is_to_date, dimension, segment
-    since_sql: str
+    since_sql: str  # with the to-date window's placeholders, as SegmentQuery.since_sql
     volume_grain: str  # volumes are counted per period of this grain (the coarsest), so they can be kept
     volume_sql: str  # period_start, dimension, segment (unguarded), volume: ranks values for the guard
     volume_since_sql: str  # the same for periods on or after $since (and rows with no period)

@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-
-from northstar_pipeline.project.sealed import machine_key as _machine_key  # the same key seals target/.cache/
 import sqlglot
 
 from northstar_pipeline import __version__, types
 from northstar_pipeline.build.publish import atomic_path
+from northstar_pipeline.project.sealed import machine_key as _machine_key  # the same key seals target/.cache/
 
 CACHE_FORMAT = "northstar-compile-cache"
 CACHE_VERSION = 1
@@ -59,25 +58,35 @@ class CompileCache:
         self.path = path
         self._old: dict[str, Any] = {}
         self._used: dict[str, Any] = {}
+        self.missed: list[tuple[str, str]] = []  # (step, node) done afresh: the JSON log's compile event
+        self._put = False  # an entry added since the file was read or last written
         if path is not None and path.is_file():
             try:
                 self._old = read_entries(path.read_bytes())
             except (OSError, ValueError, TypeError, RecursionError):  # damaged or foreign: a cold start
                 self._old = {}
+        self._on_disk: set[str] = set(self._old)
 
     def get(self, key: str) -> Any | None:
-        value = self._old.get(key)
+        value = self._used.get(key, self._old.get(key))  # _used: a build's second compile sees the first's entries
         if value is not None:
             self._used[key] = value
         return value
 
     def put(self, key: str, value: Any) -> None:
         self._used[key] = value
+        self._put = True
+
+    def note_miss(self, step: str, name: str) -> None:
+        """Record that ``step`` (render, compile) of node ``name`` was not served from the cache."""
+        self.missed.append((step, name))
 
     def save(self) -> None:
         """Keep only what this compile used, so the file does not grow forever."""
         if self.path is None:
             return
+        if not self._put and self._used.keys() == self._on_disk:
+            return  # a warm compile that used every entry and added none: the file already holds them
         key = _machine_key()
         if key is None:
             return  # nowhere to keep a key: every compile is cold, never trusting a file it cannot check
@@ -92,6 +101,7 @@ class CompileCache:
                   "mac": hmac.new(key, body, hashlib.sha256).hexdigest()}
         with atomic_path(self.path) as tmp:
             tmp.write_bytes(json.dumps(header).encode() + b"\n" + body)
+        self._on_disk, self._put = set(entries), False  # a build's second compile saves against this file
 
 
 def read_entries(data: bytes) -> dict[str, Any]:

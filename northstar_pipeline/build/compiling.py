@@ -30,6 +30,7 @@ from northstar_pipeline.engines.transpile import transpile_sql
 from northstar_pipeline.errors import CompileError, UsageError
 from northstar_pipeline.project.connection import connect_confined
 from northstar_pipeline.project.sources import describe_sources
+from northstar_pipeline.project.to_date import DESCRIBE_AS_OF, PREFIX, bind_to_date, is_window_placeholder
 from northstar_pipeline.project.values import read_text
 from northstar_pipeline.sql import union_all
 from northstar_pipeline.tree.levels import metric_level
@@ -132,6 +133,7 @@ def _compile_cached(node: RenderedNode, schemas: dict[str, str], shadow: Shadow,
         return replace(hit, path=node.path)
     compiled = compile_node(node, schemas, shadow, project, dimensions)
     if cache is not None:
+        cache.note_miss("compile", node.name)
         cache.put(key, replace(compiled, ast=None))
     return compiled
 
@@ -152,6 +154,8 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
         ast = _parse(node, query, template_lines)
         check_reads(ast, node, query, sources, REF_SCHEMA)  # no files, folders or SQL strings: build/confine.py
         ast = _resolve_tables(ast, node, query, schemas, sources, template_lines)
+        if not query.to_date:
+            _check_no_window_placeholder(ast, node, query)
         if query.incremental:
             batch = (query, ast)  # qualified below, once its own table's columns are known
             continue
@@ -164,7 +168,9 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
             if node.kind is NodeKind.METRIC:
                 _check_metric_projection(ast, node, query)
         selects.append((query, ast))
-    describe_cut = lambda sql: shadow.describe(sql, [*_reads(node, schemas), ("main", KEEP_TABLE)], node)  # noqa: E731
+    to_date = any(q.to_date for q in node.queries)  # its cuts hold the window's placeholders: bound to describe
+    describe_cut = lambda sql: shadow.describe(_bound_to_describe(sql) if to_date else sql,  # noqa: E731
+                                               [*_reads(node, schemas), ("main", KEEP_TABLE)], node)
     segment_cut = compile_segment_cut(  # the cuts in one scan (None: its renderings do not allow it)
         node, selects, dimensions, describe_cut) if node.kind is NodeKind.METRIC else None
     segment_sql = compile_segments(  # before the union consumes the ASTs; the one-scan cut described them already
@@ -209,6 +215,21 @@ def compile_node(node: RenderedNode, schemas: dict[str, str], shadow: Shadow, pr
         segment_cut=segment_cut,
         ast=final,
     )
+
+
+def _bound_to_describe(sql: str) -> str:
+    """A cut's SQL with its to-date placeholders bound to some window: its columns do not depend on which."""
+    return bind_to_date(sqlglot.parse_one(sql, read="duckdb"), DESCRIBE_AS_OF).sql("duckdb")
+
+
+def _check_no_window_placeholder(ast: exp.Query, node: RenderedNode, query: RenderedQuery) -> None:
+    """$to_date_... placeholders are the build's own (the to-date window): a template may not write them."""
+    for placeholder in ast.find_all(exp.Placeholder):
+        if is_window_placeholder(placeholder):
+            raise CompileError(f"${placeholder.name} is reserved for the to-date window the build binds",
+                               path=node.relpath, line=_select_line(ast, query) or 1,
+                               hint=f"rename the parameter (no ${PREFIX}... prefix), or compare with "
+                                    "{{ period('ts') }}, which renders the to-date window itself")
 
 
 def _check_unique_columns(columns: tuple[Column, ...], node: RenderedNode,

@@ -40,6 +40,7 @@ from northstar_pipeline.build.runlog import append_run
 from northstar_pipeline.build.segment_publish import publish_segments
 from northstar_pipeline.engines.coverage import data_as_of
 from northstar_pipeline.build.upstream import prepare_upstream
+from northstar_pipeline.build.window_binding import bind_manifest
 from northstar_pipeline.engines.base import Engine
 from northstar_pipeline.engines.incremental import lineage_fingerprints
 from northstar_pipeline.engines.select import open_engine
@@ -82,24 +83,37 @@ def load(
 
 
 def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ: Mapping[str, str] | None = None,
-                    as_of: datetime | None = None) -> Manifest:
+                    as_of: datetime | None = None, report: Reporter | None = None,
+                    cache: CompileCache | None = None) -> Manifest:
     """Render and compile every node; write compiled SQL and manifest.json under target/.
 
     ``as_of`` overrides the as-of the sources give (the build passes the one the data covers when they give none).
+    ``report`` gets a ``compile`` event: the nodes rendered and compiled afresh (the rest came from the cache).
+    ``cache``: the build's, when it compiles twice (the as-of from the data): the second compile is served from
+    what the file held at the first, and the file keeps what both used, so the next build's are both warm.
     """
+    started = time.perf_counter()
     compiling.check_dialect(dialect)
     source_columns = describe_sources(project)  # first: a clear error when a source has no data
-    as_of = as_of or resolve_as_of(project, source_columns)  # from the footers' statistics where they are exact
-    cache = CompileCache(project.target_dir / ".cache" / "compile.json")
+    cache = cache or CompileCache(project.target_dir / ".cache" / "compile.json")
+    # from the footers' statistics where they are exact (the cache keeps each file's: a night reads its new ones)
+    as_of = as_of or resolve_as_of(project, source_columns)
+    missed = len(cache.missed)
     rendered = render_project(project, environ, as_of, cache)
     manifest = replace(compiling.compile_project(project, rendered, cache, source_columns), as_of=as_of)
     cache.save()
+    manifest = bind_manifest(manifest, as_of)  # the cache holds the to-date window as placeholders: its dates now
     build_tree(manifest)  # the tree's own rules (formulas name their formula children) are compile errors
     guards.check_database_name(manifest)
     _write_compiled(manifest, DEFAULT_DIALECT)
     if dialect != DEFAULT_DIALECT:
         _write_compiled(manifest, dialect)
     write_json(project.target_dir / "manifest.json", manifest_payload(manifest))
+    if report is not None:
+        report("compile", {"nodes": len(manifest.nodes),
+                           "rendered": [name for step, name in cache.missed[missed:] if step == "render"],
+                           "compiled": [name for step, name in cache.missed[missed:] if step == "compile"],
+                           "seconds": round(time.perf_counter() - started, 3)})
     return manifest
 
 
@@ -148,7 +162,9 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     run_id = uuid.uuid4().hex[:12]
     built_at = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
     report("build_start", {"run_id": run_id, "project": project.name, "target": project.target.name})
-    manifest = compile_project(project, dialect=project.target.engine, environ=environ)  # a Spark target: its SQL too
+    cache = CompileCache(project.target_dir / ".cache" / "compile.json")  # both compiles' (see _settle_as_of)
+    manifest = compile_project(project, dialect=project.target.engine, environ=environ,  # a Spark target: its SQL too
+                               report=report, cache=cache)
     tree = build_tree(manifest)
     check_one_north_star(tree)  # lint only reports it; a build must not publish two trees
     check_targets(project, tree)  # a target that applies to nothing is an error, not a silent no-op
@@ -184,7 +200,7 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
             tests.skip_pending("data tests run on DuckDB targets; a Spark build skips them (README)")
         tests.raise_for_errors(results)  # before scoring: an error-severity failure publishes nothing
         if manifest.as_of is None:
-            manifest, results = _settle_as_of(engine, manifest, plan, results, report, environ)
+            manifest, results = _settle_as_of(engine, manifest, plan, results, report, environ, cache)
         if local:
             report("orphans", {"relations": clean_orphans(con, manifest, keep_orphans), "kept": keep_orphans})
         from northstar_pipeline.tree.score import (
@@ -245,7 +261,8 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
     return result
 
 def _settle_as_of(engine: Engine, manifest: Manifest, plan: Plan, results: tuple[NodeResult, ...],
-                  report: Reporter, environ: Mapping[str, str] | None) -> tuple[Manifest, tuple[NodeResult, ...]]:
+                  report: Reporter, environ: Mapping[str, str] | None,
+                  cache: CompileCache | None = None) -> tuple[Manifest, tuple[NodeResult, ...]]:
     """No loaded_at_field and no as_of var: the as-of is the end of the last day the metrics' data covers.
 
     The metrics are rendered again with it (their to-date renderings need it) and rebuilt in the same
@@ -257,7 +274,7 @@ def _settle_as_of(engine: Engine, manifest: Manifest, plan: Plan, results: tuple
         return manifest, results
     report("as_of", {"as_of": as_of.isoformat(sep=" "), "source": "data",
                      "note": "no loaded_at_field or as_of var: the end of the last day the metrics' data covers"})
-    settled = compile_project(manifest.project, environ=environ, as_of=as_of)
+    settled = compile_project(manifest.project, environ=environ, as_of=as_of, report=report, cache=cache)
     rebuilt = {}
     for node in plan.nodes:
         if node.kind is NodeKind.METRIC:

@@ -23,7 +23,7 @@ from sqlglot import exp
 
 from northstar_pipeline.build.cache import CompileCache, cache_key, env_value_hash, environment_matches
 from northstar_pipeline.errors import RenderError
-from northstar_pipeline.project.periods import is_complete, period_start, to_date_window
+from northstar_pipeline.project.to_date import partial_grains, window_placeholders
 from northstar_pipeline.project.sandbox import (
     TemplateCallError,
     compile_template,
@@ -58,7 +58,8 @@ METRIC_CONFIG_KEYS = {
     "dimensions",
 }
 MODEL_CONFIG_KEYS = {f.name for f in fields(ModelConfig)}
-_RENDER_FORMAT = 2  # bumped when a rendering gains a query or field (2: the coverage rendering, uses_period)
+_RENDER_FORMAT = 3  # bumped when a rendering gains a query or field (2: the coverage rendering, uses_period;
+#                      3: the to-date window as placeholders)
 
 
 def render_project(project: Project, environ: Mapping[str, str] | None = None,
@@ -74,15 +75,21 @@ def render_project(project: Project, environ: Mapping[str, str] | None = None,
         "project_name": project.name,
     }
     sources = {(s.source_name, s.table_name) for s in project.sources}
-    context_key = (project.vars, project.target.name, project.name, [g.value for g in project.grains], as_of,
+    # Not the as-of itself: a rendering depends only on which grains are partial (the to-date window's
+    # dates are placeholders, bound by the build: project/to_date.py), so a new night reuses every rendering.
+    partial = [g.value for g in partial_grains(project.grains, as_of)]
+    context_key = (project.vars, project.target.name, project.name, [g.value for g in project.grains],
                    [m.text for m in project.macros], sorted(sources))
     nodes = []
     for template in (*project.models, *project.metrics):
-        key = cache_key("render", _RENDER_FORMAT, template.relpath, template.kind, template.text, context_key)
+        key = cache_key("render", _RENDER_FORMAT, template.relpath, template.kind, template.text, context_key,
+                        partial if template.kind is NodeKind.METRIC else None)  # only metrics render to date
         hit = cache.get(key) if cache else None
         if hit is not None and environment_matches(hit[1], environ) and all(r in known for r, _ in hit[0].refs):
             nodes.append(replace(hit[0], path=template.path))
             continue
+        if cache is not None:
+            cache.note_miss("render", template.name)
         if macros is None:
             macros = [compile_template(env, m.text, m.relpath, RenderError) for m in project.macros]
         compiled = compile_template(env, template.text, template.relpath, RenderError)
@@ -111,8 +118,7 @@ def _render_node(template: TemplateFile, compiled: Any, project: Project, shared
     variants: list[tuple[Grain | None, bool, bool]] = [(None, False, False)]  # (grain, to_date, incremental)
     if template.kind is NodeKind.METRIC:
         variants = [(g, False, False) for g in project.grains]
-        if as_of is not None:
-            variants += [(g, True, False) for g in project.grains if not is_complete(g, period_start(g, as_of), as_of)]
+        variants += [(g, True, False) for g in partial_grains(project.grains, as_of)]
     if template.kind is NodeKind.METRIC:
         variants.append((Grain.DAY, False, False))  # last: the coverage rendering, bucketed by day
     refs: dict[str, int] = {}
@@ -133,7 +139,7 @@ def _render_node(template: TemplateFile, compiled: Any, project: Project, shared
             is_incremental=lambda incremental=incremental: incremental,
         )
         if grain is not None:
-            period = _to_date_period_function(grain, as_of) if to_date and as_of else _period_function(grain)
+            period = _to_date_period_function(grain) if to_date else _period_function(grain)
             context.update(grain=grain.value, period=_recording_period(period, period_calls))
         for macro in macros:
             context.update(_macro_exports(macro, context))
@@ -255,23 +261,24 @@ def _period_function(grain: Grain) -> Callable[[str], str]:
     return period
 
 
-def _to_date_period_function(grain: Grain, as_of: datetime) -> Callable[[str], str]:
+def _to_date_period_function(grain: Grain) -> Callable[[str], str]:
     """period() for the to-date rendering: the previous period's start for rows inside its elapsed span, else NULL.
 
     Rows outside the span fall into a NULL group that the build drops, so every
-    aggregate (distinct counts included) is recomputed over the span itself.
+    aggregate (distinct counts included) is recomputed over the span itself. The span's bounds are
+    placeholders ($to_date_start_<grain>, $to_date_end_<grain>) the build binds to the as-of's dates.
     """
-    start, end = to_date_window(grain, as_of)
+    start, end = window_placeholders(grain)
 
     def period(expression: str) -> str:
         try:
             column = sqlglot.parse_one(str(expression), read="duckdb")
         except sqlglot.errors.SqlglotError as exc:  # TokenError too: an unclosed quote
             raise TemplateCallError(f"period() needs a SQL expression, got {expression!r}: {_sqlglot_reason(exc)}") from None
-        low = exp.cast(exp.Literal.string(start.isoformat()), exp.DataType.Type.TIMESTAMP)
-        high = exp.cast(exp.Literal.string(end.isoformat(sep=" ")), exp.DataType.Type.TIMESTAMP)
+        low = exp.cast(start.copy(), exp.DataType.Type.TIMESTAMP)
+        high = exp.cast(end.copy(), exp.DataType.Type.TIMESTAMP)
         inside = exp.and_(exp.GTE(this=column.copy(), expression=low), exp.LTE(this=column.copy(), expression=high))
-        return exp.Case(ifs=[exp.If(this=inside, true=exp.cast(exp.Literal.string(start.isoformat()), exp.DataType.Type.DATE))]).sql("duckdb")
+        return exp.Case(ifs=[exp.If(this=inside, true=exp.cast(start.copy(), exp.DataType.Type.DATE))]).sql("duckdb")
 
     return period
 

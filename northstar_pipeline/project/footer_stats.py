@@ -2,7 +2,7 @@
 
 The as-of is the max of the loaded_at_field's row-group statistics over every file of a source:
 reading every footer of the history cost each build 60-100 ms at 2M events (374 files), growing
-with the days kept. A file's statistics cannot change while its size, mtime and inode stay, so
+with the days kept. A file's statistics cannot change while its size, mtime, inode and ctime stay, so
 ``target/.cache/footer_stats.json`` keeps each file's (row groups, row groups with the statistic,
 max) under that identity and a night reads only the footers of the files it landed. The files
 are listed by DuckDB's own glob, so the set is the one read_parquet would read. The file carries an
@@ -22,7 +22,7 @@ from northstar_pipeline.types import Source
 
 CACHE = Path(".cache") / "footer_stats.json"
 _KIND = "northstar-footer-stats"
-_VERSION = 1
+_VERSION = 2  # 2: a file's identity includes its change time
 
 
 def max_from_footers(con: duckdb.DuckDBPyConnection, source: Source, target_dir: Path | None) -> datetime | None:
@@ -71,7 +71,7 @@ def _identity(file: str) -> list[int] | None:
         info = os.stat(file)
     except OSError:
         return None  # not a local file (or gone): read its footer every time
-    return [info.st_size, info.st_mtime_ns, info.st_ino]
+    return [info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]  # ctime: a rewrite that kept the mtime
 
 
 def _load(path: Path) -> dict:

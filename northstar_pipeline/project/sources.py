@@ -60,7 +60,8 @@ def resolve_as_of(project: Project, source_columns: dict[tuple[str, str], tuple[
                   ) -> datetime | None:
     """The `as_of` var if set, else the latest loaded_at_field over the sources that declare one.
 
-    Call describe_sources first: it gives the clear error for a source without data.
+    Call describe_sources first: it gives the clear error for a source without data. Each file's footer
+    statistics are kept under target/.cache (project/footer_stats.py), so only new files' footers are read.
     """
     override = project.var_map.get("as_of")
     if override:

@@ -19,12 +19,13 @@ range on the period's column (build/segment_rows.py), so DuckDB skips the older 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 
 import duckdb
 import sqlglot
 from sqlglot import exp
 
+from northstar_pipeline.project.to_date import bind_to_date
 from northstar_pipeline.sql import create_rows_table, insert_rows, union_all
 from northstar_pipeline.tree.tree import TreeMetric
 from northstar_pipeline.types import SegmentQuery
@@ -67,9 +68,12 @@ SELECT DISTINCT dimension FROM (
 """
 
 
-def run_cuts(con: duckdb.DuckDBPyConnection, cut: list[tuple[TreeMetric, SegmentQuery]], since: Since = None) -> None:
+def run_cuts(con: duckdb.DuckDBPyConnection, cut: list[tuple[TreeMetric, SegmentQuery]], since: Since = None,
+             as_of: datetime | None = None) -> None:
     """Leave ``_ns_segment_keep`` and the view ``_ns_segment_values`` (metric, dimension, grain, period_start,
-    value, numerator, denominator, is_to_date, segment) over the stored cuts, recomputing what ``since`` says."""
+    value, numerator, denominator, is_to_date, segment) over the stored cuts, recomputing what ``since`` says.
+
+    ``as_of`` (the manifest's) binds the to-date window of the night queries (``since_sql``)."""
     for statement in _CREATE:
         con.execute(statement)
     state = {(m, d, part): fp for m, d, part, fp in con.execute(f"SELECT * FROM {STATE}").fetchall()}
@@ -89,7 +93,7 @@ def run_cuts(con: duckdb.DuckDBPyConnection, cut: list[tuple[TreeMetric, Segment
     con.execute(_KEEP_SQL)
     changed = {d for (d,) in con.execute(_KEEP_CHANGED_SQL).fetchall()}
     selects = [select for name, metric_queries in queries.items()
-               for select in _cuts(con, metrics[name], metric_queries, since, state, fresh, changed)]
+               for select in _cuts(con, metrics[name], metric_queries, since, state, fresh, changed, as_of)]
     if selects:  # one statement: DuckDB runs the metrics' scans side by side
         con.execute(f"INSERT INTO {CUTS} {union_all(selects).sql('duckdb')}")
     pair = [("metric", "VARCHAR"), ("dimension", "VARCHAR")]
@@ -148,12 +152,12 @@ def _volumes(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[S
 
 
 def _cuts(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[SegmentQuery], since: Since,
-          state: dict, fresh: dict, changed: set[str]) -> list[exp.Select]:
+          state: dict, fresh: dict, changed: set[str], as_of: datetime | None = None) -> list[exp.Select]:
     """Delete the stored rows ``metric`` recomputes; return the SELECTs that recompute them."""
     plan = metric.node.segment_cut
     name = {"metric": metric.name}
     if plan is None:  # cut per dimension (a distinct count): each dimension's night on its own
-        return [_cut_dimension(con, metric.name, query, since, state, fresh, changed) for query in queries]
+        return [_cut_dimension(con, metric.name, query, since, state, fresh, changed, as_of) for query in queries]
     grains = since.get(metric.name) if since is not None else None
     reuse = grains is not None and all(
         state.get((metric.name, d, "cut")) == plan.fingerprint and d not in changed for d in plan.dimensions)
@@ -167,11 +171,11 @@ def _cuts(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[Segm
         con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric AND grain = $grain "
                     "AND (is_to_date OR period_start IS NULL OR period_start >= $since)",
                     {**name, "grain": grain, "since": start})
-    return [_stored(metric.name, _bind(plan.since_sql, starts))]
+    return [_stored(metric.name, _bind(plan.since_sql, starts, as_of))]
 
 
 def _cut_dimension(con: duckdb.DuckDBPyConnection, metric: str, query: SegmentQuery, since: Since, state: dict,
-                   fresh: dict, changed: set[str]) -> exp.Select:
+                   fresh: dict, changed: set[str], as_of: datetime | None = None) -> exp.Select:
     """Delete the stored rows of ``metric`` x ``query.dimension`` that are recomputed; return their SELECT.
 
     A distinct count does not recombine from partials, but a period's distinct count needs only that
@@ -190,18 +194,19 @@ def _cut_dimension(con: duckdb.DuckDBPyConnection, metric: str, query: SegmentQu
         con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric AND dimension = $dimension AND grain = $grain "
                     "AND (is_to_date OR period_start IS NULL OR period_start >= $since)",
                     {**params, "grain": grain, "since": start})
-    return _stored(metric, _bind(query.since_sql, starts), query.dimension)
+    return _stored(metric, _bind(query.since_sql, starts, as_of), query.dimension)
 
 
-def _bind(sql: str, starts: Mapping[str, date]) -> exp.Expression:
-    """``sql`` with each ``$since_<grain>`` replaced by that grain's first recomputed period (a DATE literal)."""
+def _bind(sql: str, starts: Mapping[str, date], as_of: datetime | None = None) -> exp.Expression:
+    """``sql`` with each ``$since_<grain>`` replaced by that grain's first recomputed period (a DATE literal),
+    and its to-date window by ``as_of``'s (project/to_date.py: build/window_binding.py leaves it to us)."""
     bounds = {f"since_{g}": exp.cast(exp.Literal.string(s.isoformat()), exp.DataType.Type.DATE)
               for g, s in starts.items()}
 
     def bound(node: exp.Expression) -> exp.Expression:
         return bounds[node.name].copy() if isinstance(node, exp.Placeholder) and node.name in bounds else node
 
-    return sqlglot.parse_one(sql, read="duckdb").transform(bound, copy=False)
+    return bind_to_date(sqlglot.parse_one(sql, read="duckdb").transform(bound, copy=False), as_of)
 
 
 def _stored(metric: str, query: str | exp.Expression, dimension: str | None = None) -> exp.Select:

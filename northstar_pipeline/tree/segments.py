@@ -53,7 +53,7 @@ def build_segments(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tre
     create_rows_table(con, "_ns_dims", [("dimension", "VARCHAR"), ("max_segments", "BIGINT"),
                                         ("dimension_label", "VARCHAR")],
                       [(d, dims[d].max_segments, dims[d].label) for d in used])
-    run_cuts(con, cut, since)
+    run_cuts(con, cut, since, manifest.as_of)
     con.execute(_BASE_SQL)
     _verify_formulas(con, tree)
     _build_contributions(con, tree)
