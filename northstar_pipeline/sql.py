@@ -17,8 +17,8 @@ def create_rows_table(con, name: str, columns: list[tuple[str, str]], rows: list
     """A (temp) table of a few rows assembled in Python, with the given (column, DuckDB type) list.
 
     Rows go in as parameters of one INSERT (never as SQL text; ``insert_rows``: executemany ran one statement
-    per row, 40-170 ms for the hundred rows of tree_validation, one statement 4 ms). Not through pyarrow: converting Python lists to Arrow makes pyarrow
-    import pandas when it is installed (0.2-0.4 s of every build).
+    per row, 40-170 ms for the hundred rows of tree_validation, one statement 4 ms). Not through pyarrow:
+    converting Python lists to Arrow makes pyarrow import pandas when it is installed (0.2-0.4 s of a build).
     """
     table = exp.to_table(name)
     schema = exp.Schema(this=table, expressions=[

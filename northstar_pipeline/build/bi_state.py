@@ -3,7 +3,7 @@
 The views name the published files by path, not their contents: every night they are the same
 statements, and rewriting the database (a 270 KB DuckDB file in the v1.0.0 format) cost 40-110 ms
 of each build. ``target/.cache/bi.json`` records the statements' digest (with the columns they
-bind to) and the file's identity (size, mtime, inode) as written; the file is rewritten when either
+bind to) and the file's identity (size, mtime, inode, ctime) as written; the file is rewritten when either
 differs (new views, a moved project, a deleted or edited file). The file carries an HMAC under
 this machine's key (project/sealed.py): one committed or copied from elsewhere is ignored.
 """
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import duckdb
 
-from northstar_pipeline.project.sealed import read_sealed, write_sealed
+from northstar_pipeline.project.sealed import file_identity, read_sealed, write_sealed
 from northstar_pipeline.types import Project
 
 _KIND = "northstar-bi-state"
@@ -50,22 +49,14 @@ def _schemas(files: list[Path]) -> list[str | None]:
     return schemas
 
 
-def _identity(path: Path) -> list[int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return [info.st_size, info.st_mtime_ns, info.st_ino]
-
-
 def bi_unchanged(project: Project, path: Path, statements: list[str], files: list[Path], history: Path) -> bool:
     """The file at ``path`` is the one last written, from these statements over these files' columns."""
     state = read_sealed(_state_path(project), _KIND)  # committed or copied from elsewhere: not trusted
     return (isinstance(state, dict) and state.get("digest") == _digest(path, statements, files, history)
-            and _identity(path) is not None and state.get("file") == _identity(path))
+            and file_identity(path) is not None and state.get("file") == file_identity(path))
 
 
 def record_bi(project: Project, path: Path, statements: list[str], files: list[Path], history: Path) -> None:
     """Remember the database just swapped in at ``path`` (a failure only means the next build rewrites it)."""
     write_sealed(_state_path(project), _KIND, {"digest": _digest(path, statements, files, history),
-                                                "file": _identity(path)})
+                                                "file": file_identity(path)})

@@ -11,13 +11,12 @@ HMAC under this machine's key (project/sealed.py): one committed or copied from 
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
-from northstar_pipeline.project.sealed import read_sealed, write_sealed
+from northstar_pipeline.project.sealed import file_identity, read_sealed, write_sealed
 from northstar_pipeline.types import Source
 
 CACHE = Path(".cache") / "footer_stats.json"
@@ -40,7 +39,7 @@ def max_from_footers(con: duckdb.DuckDBPyConnection, source: Source, target_dir:
         entries: dict[str, list] = {}
         unread: list[tuple[str, list[int] | None]] = []
         for file in files:
-            identity = _identity(file)
+            identity = file_identity(file)  # None: read its footer every time
             hit = known.get(file)
             if identity is not None and hit is not None and hit[0] == identity:
                 entries[file] = hit
@@ -64,14 +63,6 @@ def max_from_footers(con: duckdb.DuckDBPyConnection, source: Source, target_dir:
     with_statistic = sum(e[2] for e in entries.values())
     values = [datetime.fromisoformat(e[3]) for e in entries.values() if e[3] is not None]
     return max(values) if row_groups and with_statistic == row_groups and values else None
-
-
-def _identity(file: str) -> list[int] | None:
-    try:
-        info = os.stat(file)
-    except OSError:
-        return None  # not a local file (or gone): read its footer every time
-    return [info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]  # ctime: a rewrite that kept the mtime
 
 
 def _load(path: Path) -> dict:

@@ -73,3 +73,13 @@ def machine_key() -> bytes | None:
         return key
     except OSError:
         return None
+
+
+def file_identity(path: str | Path) -> list[int] | None:
+    """What changes when a file is written again, in place or replaced: size, mtime, inode, ctime (a rewrite
+    that kept the mtime still moves the ctime). None when it is not a local file (or is gone)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]
