@@ -95,19 +95,9 @@ EXACT_STATISTICS_TYPES = frozenset({"TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS",
 
 
 def _max_from_statistics(con: duckdb.DuckDBPyConnection, source: Source) -> datetime | None:
-    """The max from the Parquet footers alone, when every row group has the statistic; else None."""
-    metadata = exp.Anonymous(this="parquet_metadata", expressions=[exp.Literal.string(source.location)])
-    stat = exp.column("stats_max_value")
-    query = exp.select(
-        exp.Count(this=exp.Star()),
-        exp.Count(this=stat.copy()),
-        exp.Max(this=exp.TryCast(this=stat.copy(), to=exp.DataType.build("TIMESTAMP"))),
-    ).from_(metadata).where(exp.column("path_in_schema").eq(exp.Literal.string(source.loaded_at_field)))
-    try:
-        row_groups, with_statistic, value = con.execute(query.sql("duckdb")).fetchall()[0]
-    except duckdb.Error:
-        return None  # the scan gives the clear error, if there is one
-    return value if row_groups and with_statistic == row_groups else None
+    """The max from the Parquet footers alone, when every row group has the statistic; else None (every
+    footer read: project/footer_stats.py without a cache)."""
+    return max_from_footers(con, source, None)
 
 
 def loaded_at_expression(source: Source, columns: dict[str, str] | None = None) -> exp.Expression:

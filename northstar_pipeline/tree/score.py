@@ -72,7 +72,8 @@ def validate_tree(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tree
     Returns the tree_validation table (same columns as target/tree_validation.parquet); never raises
     for a broken formula: its row has holds = false.
     """
-    metrics = [m for m in tree.metrics if _exists(con, m)]
+    present = existing_relations(con)
+    metrics = [m for m in tree.metrics if (m.node.schema, m.node.name) in present]
     if not metrics:
         return pa.table({})
     _register_inputs(con, manifest, metrics)
@@ -502,10 +503,6 @@ def _formula_error(tree: Tree, check: FormulaCheck) -> FormulaError:
         hint=f"the parent is {metric.node.relpath.as_posix()}, its formula children {children}: fix the formula or "
              "the definitions so the parent is exactly the formula of its children, or make the edges 'hypothesis' "
              "if the relation is not arithmetic; every grain's check is in target/tree_validation.parquet")
-
-
-def _exists(con: duckdb.DuckDBPyConnection, metric: TreeMetric) -> bool:
-    return _table_exists(con, metric.node.schema, metric.node.name)
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
