@@ -75,9 +75,10 @@ def _spec(i: int) -> MetricSpec:
 
 
 def write_northstar_project(dest: Path, metrics: int = 1000) -> Path:
-    """The demo project plus ``metrics - 10`` generated metrics under ``dest`` (replaced)."""
+    """The demo project plus ``metrics - 10`` generated metrics under ``dest`` (replaced; the demo now has 12)."""
     _fresh(dest)
-    for part in ("profiles.yml", "models", "metrics", "seeds", "macros"):
+    for part in ("profiles.yml", "dimensions.yml", "northstar.yml", "models", "metrics", "seeds", "macros",
+                 "data_tests"):  # the demo project as it is: its metrics are cut by dimensions.yml's
         source = REPO / part
         if source.is_dir():
             shutil.copytree(source, dest / part)

@@ -262,10 +262,15 @@ class SegmentCut:
     grains: tuple[str, ...]  # the grains cut (their to-date spans too)
     sql: str  # grain, period_start, value, numerator, denominator, is_to_date, dimension, segment
     since_sql: str  # with the to-date window's placeholders, as SegmentQuery.since_sql
+    partials_sql: str  # the same rows as ``sql`` from the metric's one-scan partials (engines/metric_scan.py)
+    value_sql: tuple[str, ...]  # each dimension's expression: its raw value is kept in those partials (_ns_v<j>)
     volume_grain: str  # volumes are counted per period of this grain (the coarsest), so they can be kept
     volume_sql: str  # period_start, dimension, segment (unguarded), volume: ranks values for the guard
     volume_since_sql: str  # the same for periods on or after $since (and rows with no period)
     fingerprint: str  # the definition without the as-of dates: stored cuts are reused while it holds
+
+
+METRIC_PARTIALS = "_ns_metric_partials"  # the partials' table in SQL that reads them (engines/metric_scan.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +281,7 @@ class CompiledNode:
     relpath: Path
     schema: str
     depends_on: tuple[str, ...]
-    sql: str  # DuckDB SELECT exactly as executed
+    sql: str  # DuckDB SELECT exactly as executed (a metric's: or in one scan, engines/metric_scan.py)
     columns: tuple[Column, ...]
     config: ModelConfig | MetricConfig | None
     definition_hash: str

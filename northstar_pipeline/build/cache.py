@@ -34,7 +34,7 @@ from northstar_pipeline.build.publish import atomic_path
 from northstar_pipeline.project.sealed import machine_key as _machine_key  # the same key seals target/.cache/
 
 CACHE_FORMAT = "northstar-compile-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: SegmentCut.partials_sql, value_sql
 _VERSIONS = [__version__, sqlglot.__version__, duckdb.__version__]
 _TYPES: dict[str, type] = {cls.__name__: cls for cls in (
     types.RenderedNode, types.RenderedQuery, types.CompiledNode, types.Column, types.ModelConfig,

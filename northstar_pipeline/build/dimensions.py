@@ -203,9 +203,13 @@ def _segment_value(expression: exp.Expression) -> exp.Expression:
 
 def _guarded(expression: exp.Expression, dim: DimensionDef) -> exp.Expression:
     """CASE WHEN value IN (kept values of the dimension) THEN value ELSE '(other)' END."""
+    return guard_value(_segment_value(expression), dim)
+
+
+def guard_value(value: exp.Expression, dim: DimensionDef) -> exp.Expression:
+    """The guard over a segment value already computed (``_segment_value``), e.g. a column of partials."""
     kept = exp.select("segment").from_(KEEP_TABLE).where(
         exp.column("dimension").eq(exp.Literal.string(dim.name)))
-    value = _segment_value(expression)
     return exp.Case(ifs=[exp.If(this=exp.In(this=value.copy(), query=kept.subquery()), true=value)],
                     default=exp.Literal.string(OTHER))
 

@@ -213,10 +213,12 @@ def _build_locked(project: Project, select: tuple[Selector, ...], exclude: tuple
 
         segments_started = time.perf_counter()
         since = segment_since(results, [g.value for g in project.grains])  # what the metrics recomputed
-        segment_rows = build_segments(con, manifest, build_tree(manifest), run_id, built_at,
-                                      since=since) if rows and local else 0
+        segments = build_segments(con, manifest, build_tree(manifest), run_id, built_at,
+                                  since=since) if rows and local else None
+        segment_rows = segments.rows if segments else 0
         if segment_rows:
-            report("segments", {"rows": segment_rows, "seconds": round(time.perf_counter() - segments_started, 3)})
+            report("segments", {"rows": segment_rows, "seconds": round(time.perf_counter() - segments_started, 3),
+                                "from_partials": list(segments.from_partials)})
         engine.commit()
         committed = True
         if local:

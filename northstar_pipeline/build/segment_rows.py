@@ -16,44 +16,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-
-def since_bound(grain: str) -> exp.Expression:
-    """The first recomputed period of ``grain``, a placeholder the build binds (``$since_<grain>``)."""
-    return exp.cast(exp.Placeholder(this=f"since_{grain}"), exp.DataType.Type.DATE)
-
-
-def period_rows(period: exp.Expression, since: exp.Expression | None) -> tuple[exp.Expression, exp.Expression] | None:
-    """(the column ``period`` reads, the lowest value a row with a kept period can have), or None.
-
-    ``since`` is the first kept period of a full rendering; None for a to-date rendering (its span's start).
-    """
-    if since is not None:
-        if isinstance(period, exp.Cast) and isinstance(period.this, (exp.TimestampTrunc, exp.DateTrunc)) \
-                and isinstance(period.this.this, exp.Column):
-            return period.this.this, since
-        return None
-    ifs = period.args.get("ifs") if isinstance(period, exp.Case) else None
-    if not ifs or len(ifs) != 1 or period.args.get("default") is not None:
-        return None
-    inside = ifs[0].this
-    if isinstance(inside, exp.And) and isinstance(inside.this, exp.GTE) and isinstance(inside.expression, exp.LTE) \
-            and isinstance(inside.this.this, exp.Column) and inside.this.this == inside.expression.this:
-        return inside.this.this, inside.this.expression
-    return None
-
-
-def row_prefilter(bounds: list[tuple[exp.Expression, exp.Expression] | None]) -> exp.Expression | None:
-    """``col >= least(lows) OR col IS NULL`` over every rendering's (column, low), or None when one has no
-    bound or they read different columns (no single range covers them)."""
-    if not bounds or any(b is None for b in bounds):
-        return None
-    columns = {b[0].sql("duckdb") for b in bounds if b is not None}
-    if len(columns) != 1:
-        return None
-    column = bounds[0][0]  # type: ignore[index]
-    lows = [b[1].copy() for b in bounds if b is not None]
-    low = lows[0] if len(lows) == 1 else exp.func("least", *lows)
-    return exp.paren(exp.or_(exp.GTE(this=column.copy(), expression=low), column.copy().is_(exp.null())))
+from northstar_pipeline.engines.partial_aggregates import period_rows, row_prefilter, since_bound
 
 
 _NOT_PER_PERIOD = ("qualify", "windows", "limit", "offset", "connect", "prewhere")

@@ -14,6 +14,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from northstar_pipeline.engines.metric_scan import coverage_rows
 from northstar_pipeline.errors import TreeError
 from northstar_pipeline.types import CompiledNode
 
@@ -51,13 +52,23 @@ def record_coverage(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> None:
     con.execute(f"INSERT INTO {COVERAGE} {coverage_span(node).sql('duckdb')}")
 
 
+def record_coverage_from(con: duckdb.DuckDBPyConnection, node: CompiledNode, partials: exp.Table, day: str) -> None:
+    """The same span from a one-scan build's partials (engines/metric_scan.py): a row per day some row falls on."""
+    _reset_coverage(con, node)
+    con.execute(f"INSERT INTO {COVERAGE} " + exp.select(
+        exp.Literal.string(node.name).as_("metric"),
+        exp.cast(exp.Min(this=exp.column(day)), exp.DataType.Type.DATE).as_("first_day"),
+        exp.cast(exp.Max(this=exp.column(day)), exp.DataType.Type.DATE).as_("last_day"),
+    ).from_(partials.copy()).sql("duckdb"))
+
+
 def coverage_span(node: CompiledNode) -> exp.Select:
     """SELECT metric, first_day, last_day over the metric's day rendering (an engine may run it elsewhere)."""
     return exp.select(
         exp.Literal.string(node.name).as_("metric"),
         exp.cast(exp.Min(this=exp.column("period_start", "c")), exp.DataType.Type.DATE).as_("first_day"),
         exp.cast(exp.Max(this=exp.column("period_start", "c")), exp.DataType.Type.DATE).as_("last_day"),
-    ).from_(sqlglot.parse_one(node.coverage_sql, read="duckdb").subquery("c"))
+    ).from_((coverage_rows(node.coverage_sql) or sqlglot.parse_one(node.coverage_sql, read="duckdb")).subquery("c"))
 
 
 def store_coverage(con: duckdb.DuckDBPyConnection, node: CompiledNode, first_day: date | None,

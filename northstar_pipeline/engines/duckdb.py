@@ -17,15 +17,19 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from northstar_pipeline.engines.coverage import check_aligned, record_coverage
+from northstar_pipeline.engines.coverage import check_aligned, record_coverage, record_coverage_from
 from northstar_pipeline.engines.delta import RunDeltas
 from northstar_pipeline.engines.incremental import build_incremental
 from northstar_pipeline.engines.incremental_metrics import MetricBuild, build_metric
+from northstar_pipeline.engines.metric_scan import metric_scan
+from northstar_pipeline.engines.partials import create_partials, release_partials
 from northstar_pipeline.errors import ExecutionError, LockedError, ProjectError
 from northstar_pipeline.project.connection import connect_confined
+from northstar_pipeline.sql import reading_table
 from northstar_pipeline.types import (
     Column,
     CompiledNode,
+    METRIC_PARTIALS,
     Manifest,
     NodeKind,
     NodeResult,
@@ -157,8 +161,10 @@ def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint
                                      force_full=deltas.full_upstream(node) if deltas is not None else "")
         elif node.kind is NodeKind.METRIC and deltas is not None:
             metric = build_metric(con, node, fingerprint, full_refresh, deltas,
-                                  lambda: _create_relation(con, node, relation, kind))
+                                  lambda: _create_metric(con, node, relation))
             mode = metric.mode
+        elif node.kind is NodeKind.METRIC:
+            _create_metric(con, node, relation)
         else:
             _create_relation(con, node, relation, kind)
             if deltas is not None and kind == "TABLE":
@@ -179,15 +185,33 @@ def execute_node(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint
     if node.kind is NodeKind.METRIC:
         check_one_row_per_period(con, node)
         check_aligned(con, node)
-        if metric is None:
-            record_coverage(con, node)
     return NodeResult(node.name, node.relation, "success", time.perf_counter() - started, rows, mode=mode,
                       recomputed_from=metric.recomputed_from if metric else None,
                       fallback=metric.reason if metric else (deltas.reasons.get(node.name, "") if deltas else ""))
 
 
-def _create_relation(con: duckdb.DuckDBPyConnection, node: CompiledNode, relation: exp.Table, kind: str) -> None:
-    query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")  # cached: text
+def _create_metric(con: duckdb.DuckDBPyConnection, node: CompiledNode, relation: exp.Table) -> None:
+    """A metric's table in full and the days its data covers: one scan when its renderings allow it
+    (engines/metric_scan.py), else its union and its day rendering."""
+    scan = metric_scan(node)
+    if scan is None:
+        _create_relation(con, node, relation, "TABLE")
+        record_coverage(con, node)
+        return
+    partials = create_partials(con, node.name, scan.partials.sql("duckdb"))
+    _create_relation(con, node, relation, "TABLE", sqlglot.parse_one(
+        reading_table(scan.rollup.sql("duckdb"), METRIC_PARTIALS, partials.name), read="duckdb"))
+    if scan.day_key:
+        record_coverage_from(con, node, partials, scan.day_key)
+    else:
+        record_coverage(con, node)
+    release_partials(con, node.name, partials, for_cuts=bool(scan.dimensions))
+
+
+def _create_relation(con: duckdb.DuckDBPyConnection, node: CompiledNode, relation: exp.Table, kind: str,
+                     query: exp.Expression | None = None) -> None:
+    if query is None:
+        query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")  # cached: text
     # A node that changes between table and view must first lose the other kind of object.
     existing = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? "
                            "AND table_name = ?", [node.schema, node.name]).fetchall()

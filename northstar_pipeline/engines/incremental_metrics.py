@@ -38,6 +38,7 @@ from sqlglot import exp
 
 from northstar_pipeline.engines.coverage import COVERAGE, record_coverage
 from northstar_pipeline.engines.delta import RunDeltas, record_version, stored_version, volatile
+from northstar_pipeline.engines.metric_scan import part_shape, union_parts
 from northstar_pipeline.sql import union_all
 from northstar_pipeline.types import CompiledNode
 
@@ -60,21 +61,6 @@ class MetricBuild:
     mode: str  # "full" | "incremental"
     recomputed_from: dict[str, str | None]  # grain -> first period_start recomputed (None: all); absent: none
     reason: str = ""  # why full, when an incremental build was asked for
-
-
-def union_parts(query: exp.Query) -> list[exp.Select]:
-    """The parts of the compiled metric union (build/compiling.py _metric_union), in order."""
-    if isinstance(query, exp.Union):
-        return [*union_parts(query.this), *union_parts(query.expression)]
-    return [query]  # type: ignore[list-item]
-
-
-def part_shape(part: exp.Select) -> tuple[str, bool, exp.Query]:
-    """(grain, is_to_date, the grain's own query) of one union part."""
-    values = {e.alias: e.this for e in part.expressions if isinstance(e, exp.Alias)}
-    grain = values["grain"].name
-    to_date = values["is_to_date"].this is True or str(values["is_to_date"].this).lower() == "true"
-    return grain, to_date, part.args["from_"].this.this
 
 
 def period_scopes(query: exp.Query, unit: str, to_date: bool) -> list[Scope] | str:
@@ -254,14 +240,14 @@ def _grouped_outer_reason(query: exp.Select, ctes: set[str], inner: list[exp.Sel
 
 def build_metric(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint: str, full_refresh: bool,
                  deltas: RunDeltas, full: Callable[[], None]) -> MetricBuild:
-    """Recompute the periods the delta touches, or call ``full()`` (and say why)."""
+    """Recompute the periods the delta touches, or call ``full()`` (and say why): it builds the table and
+    records the days its data covers."""
     query = node.ast if node.ast is not None else sqlglot.parse_one(node.sql, read="duckdb")
     parts = [(part, *part_shape(part)) for part in union_parts(query)]
     grains = list(dict.fromkeys(g for _, g, to_date, _ in parts if not to_date))
     plan = _plan(con, node, fingerprint, full_refresh, deltas, parts)
     if isinstance(plan, str):
-        full()
-        record_coverage(con, node)  # over the day rendering: every day again
+        full()  # the table and the days its data covers, every day again
         _record(con, node, fingerprint, deltas)
         return MetricBuild("full", {g: None for g in grains}, plan)
     cuts, coverage_cut = plan

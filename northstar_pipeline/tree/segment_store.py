@@ -26,9 +26,9 @@ import sqlglot
 from sqlglot import exp
 
 from northstar_pipeline.project.to_date import bind_to_date
-from northstar_pipeline.sql import create_rows_table, insert_rows, union_all
+from northstar_pipeline.sql import PARTIALS_KEPT, create_rows_table, insert_rows, reading_table, union_all
 from northstar_pipeline.tree.tree import TreeMetric
-from northstar_pipeline.types import SegmentQuery
+from northstar_pipeline.types import METRIC_PARTIALS, CompiledNode, SegmentQuery
 
 CUTS = "_northstar.segment_cuts"
 VOLUMES = "_northstar.segment_volumes"
@@ -69,9 +69,10 @@ SELECT DISTINCT dimension FROM (
 
 
 def run_cuts(con: duckdb.DuckDBPyConnection, cut: list[tuple[TreeMetric, SegmentQuery]], since: Since = None,
-             as_of: datetime | None = None) -> None:
+             as_of: datetime | None = None) -> tuple[str, ...]:
     """Leave ``_ns_segment_keep`` and the view ``_ns_segment_values`` (metric, dimension, grain, period_start,
     value, numerator, denominator, is_to_date, segment) over the stored cuts, recomputing what ``since`` says.
+    Returns the metrics cut from the partials of their full build this run (``_full_cut``).
 
     ``as_of`` (the manifest's) binds the to-date window of the night queries (``since_sql``)."""
     for statement in _CREATE:
@@ -92,10 +93,13 @@ def run_cuts(con: duckdb.DuckDBPyConnection, cut: list[tuple[TreeMetric, Segment
         _volumes(con, metrics[name], [q for q in queries[name] if q.dimension in dimensions], since, state, fresh)
     con.execute(_KEEP_SQL)
     changed = {d for (d,) in con.execute(_KEEP_CHANGED_SQL).fetchall()}
+    from_partials: list[str] = []
     selects = [select for name, metric_queries in queries.items()
-               for select in _cuts(con, metrics[name], metric_queries, since, state, fresh, changed, as_of)]
+               for select in _cuts(con, metrics[name], metric_queries, since, state, fresh, changed, as_of,
+                                   from_partials)]
     if selects:  # one statement: DuckDB runs the metrics' scans side by side
         con.execute(f"INSERT INTO {CUTS} {union_all(selects).sql('duckdb')}")
+    _drop_kept(con)  # read: free them
     pair = [("metric", "VARCHAR"), ("dimension", "VARCHAR")]
     create_rows_table(con, "_ns_cut_pairs", pair, [(m.name, q.dimension) for m, q in cut])
     create_rows_table(con, "_ns_volume_pairs", pair, [(m, d) for m, d, p in fresh if p == "volume"])
@@ -112,6 +116,7 @@ def run_cuts(con: duckdb.DuckDBPyConnection, cut: list[tuple[TreeMetric, Segment
     con.execute(f"INSERT INTO {KEPT} SELECT dimension, segment FROM {KEEP_TABLE}")
     con.execute("CREATE OR REPLACE TEMP VIEW _ns_segment_values AS SELECT metric, dimension, grain, period_start, "
                 f"value, numerator, denominator, is_to_date, segment FROM {CUTS}")
+    return tuple(from_partials)
 
 
 def _start(since: Since, metric: str, grain: str) -> date | None:
@@ -152,7 +157,8 @@ def _volumes(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[S
 
 
 def _cuts(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[SegmentQuery], since: Since,
-          state: dict, fresh: dict, changed: set[str], as_of: datetime | None = None) -> list[exp.Select]:
+          state: dict, fresh: dict, changed: set[str], as_of: datetime | None = None,
+          from_partials: list[str] | None = None) -> list[exp.Select]:
     """Delete the stored rows ``metric`` recomputes; return the SELECTs that recompute them."""
     plan = metric.node.segment_cut
     name = {"metric": metric.name}
@@ -163,15 +169,48 @@ def _cuts(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[Segm
         state.get((metric.name, d, "cut")) == plan.fingerprint and d not in changed for d in plan.dimensions)
     for dimension in plan.dimensions:
         fresh[(metric.name, dimension, "cut")] = plan.fingerprint
-    if not reuse:
+    sql, partials = _full_cut(con, metric.node)
+    if partials or not reuse:  # partials: the metric was rebuilt in full this run, every period with it
         con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric", name)
-        return [_stored(metric.name, plan.sql)]
+        if partials and from_partials is not None:
+            from_partials.append(metric.name)
+        return [_stored(metric.name, sql)]
     starts = {g: _start(since, metric.name, g) or EARLIEST for g in plan.grains}
     for grain, start in starts.items():  # the to-date spans are recomputed every build: the as-of moved
         con.execute(f"DELETE FROM {CUTS} WHERE metric = $metric AND grain = $grain "
                     "AND (is_to_date OR period_start IS NULL OR period_start >= $since)",
                     {**name, "grain": grain, "since": start})
     return [_stored(metric.name, _bind(plan.since_sql, starts, as_of))]
+
+
+def _full_cut(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> tuple[str, bool]:
+    """The metric's whole one-scan cut: from the partials its full build kept this run (engines/partials.py)
+    when it kept them, else from its rows."""
+    plan = node.segment_cut
+    assert plan is not None
+    table = _kept(con, node.name)
+    return (plan.sql, False) if table is None else (reading_table(plan.partials_sql, METRIC_PARTIALS, table), True)
+
+
+def _drop_kept(con: duckdb.DuckDBPyConnection) -> None:
+    if _kept_registry(con):
+        for (table,) in con.execute(f"SELECT table_name FROM {PARTIALS_KEPT}").fetchall():
+            con.execute(exp.Drop(kind="TABLE", tables=[exp.table_(exp.to_identifier(table, quoted=True))],
+                                 exists=True).sql("duckdb"))
+        con.execute(f"DROP TABLE {PARTIALS_KEPT}")
+
+
+def _kept_registry(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+                            [PARTIALS_KEPT]).fetchall()[0][0])
+
+
+def _kept(con: duckdb.DuckDBPyConnection, metric: str) -> str | None:
+    """The temp table of the partials the metric's full build kept this run (engines/partials.py), or None."""
+    if not _kept_registry(con):
+        return None
+    rows = con.execute(f"SELECT table_name FROM {PARTIALS_KEPT} WHERE metric = ?", [metric]).fetchall()
+    return rows[0][0] if rows else None
 
 
 def _cut_dimension(con: duckdb.DuckDBPyConnection, metric: str, query: SegmentQuery, since: Since, state: dict,

@@ -14,6 +14,8 @@ surprise (Bhagwan et al., NSDI 2014) to rank segments and dimensions. All arithm
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
 import pyarrow as pa
 from sqlglot import exp
@@ -34,10 +36,16 @@ T_EEP = 0.10
 T_EP = 0.67
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentBuild:
+    rows: int  # of scorecard.segments (0: no metric is cut)
+    from_partials: tuple[str, ...] = ()  # metrics cut from their full build's partials, not from their rows
+
+
 def build_segments(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tree, run_id: str,
-                   built_at: str, since: Since = None) -> int:
+                   built_at: str, since: Since = None) -> SegmentBuild:
     """Build scorecard.segments (after score(), which leaves _ns_meta and _ns_base); raise TreeError
-    when a formula does not hold inside a segment. Returns its row count (0: no metric is cut).
+    when a formula does not hold inside a segment.
 
     ``since``: per metric, ``{grain: first period_start recomputed}`` (None: all): only those periods
     of the stored cuts are recomputed (tree/segment_store.py); None (the default) recomputes everything.
@@ -47,19 +55,19 @@ def build_segments(con: duckdb.DuckDBPyConnection, manifest: Manifest, tree: Tre
            for q in m.node.segment_sql]
     if not cut:
         con.execute(f"DROP TABLE IF EXISTS {SEGMENTS}")
-        return 0
+        return SegmentBuild(0)
     dims = {d.name: d for d in manifest.dimensions}
     used = sorted({q.dimension for _, q in cut})
     create_rows_table(con, "_ns_dims", [("dimension", "VARCHAR"), ("max_segments", "BIGINT"),
                                         ("dimension_label", "VARCHAR")],
                       [(d, dims[d].max_segments, dims[d].label) for d in used])
-    run_cuts(con, cut, since, manifest.as_of)
+    from_partials = run_cuts(con, cut, since, manifest.as_of)
     con.execute(_BASE_SQL)
     _verify_formulas(con, tree)
     _build_contributions(con, tree)
     con.execute("CREATE SCHEMA IF NOT EXISTS scorecard")
     con.execute(_SEGMENTS_SQL, {"as_of": manifest.as_of, "run_id": run_id, "built_at": built_at})
-    return con.execute(f"SELECT count(*) FROM {SEGMENTS}").fetchall()[0][0]
+    return SegmentBuild(con.execute(f"SELECT count(*) FROM {SEGMENTS}").fetchall()[0][0], from_partials)
 
 
 # Each metric's own scorecard spine (periods, ends, completeness: metrics differ, e.g. an outcome whose data
