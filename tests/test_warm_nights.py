@@ -168,3 +168,27 @@ def test_the_as_of_reads_new_and_changed_files_footers(tmp_path: Path) -> None:
     assert api.compile_project(api.load(root)).as_of == datetime(2026, 3, 26, 17, 30)
     added.unlink()
     assert api.compile_project(api.load(root)).as_of == datetime(2026, 3, 25, 10)
+
+
+def test_a_compile_at_the_same_as_of_keeps_the_bound_sql_and_a_new_as_of_binds_again(tmp_path: Path,
+                                                                                   warehouse) -> None:
+    """build/window_binding.py: the bound texts are cached per as-of (at 1,000 metrics, parsing and printing every
+    union was most of a warm compile); served from the cache they are the same texts, their AST parsed where
+    they run; a night's new as-of binds its own dates."""
+    from northstar_pipeline import api
+    from northstar_pipeline.build.pipeline import compile_project
+
+    lake = copy_lake(warehouse, tmp_path / "warehouse")
+    project = copy_demo_project(tmp_path / "project", lake / "events")
+    first = compile_project(api.load(project))
+    again = compile_project(api.load(project))
+    metrics = [n.name for n in first.nodes if n.kind.value == "metric"]
+    assert all(first.node(m).ast is not None and again.node(m).ast is None for m in metrics)  # bound, then served
+    assert all(first.node(m).sql == again.node(m).sql and first.node(m).segment_cut == again.node(m).segment_cut
+               and first.node(m).segment_sql == again.node(m).segment_sql for m in metrics)
+    append_day(lake, warehouse.last_day + timedelta(days=1))
+    night = compile_project(api.load(project))
+    assert night.as_of > first.as_of
+    assert all(night.node(m).ast is not None for m in metrics)  # a new as-of: bound afresh
+    changed = [m for m in metrics if night.node(m).sql != first.node(m).sql]
+    assert changed and all("$to_date" not in night.node(m).sql for m in metrics)

@@ -101,8 +101,8 @@ def compile_project(project: Project, *, dialect: str = DEFAULT_DIALECT, environ
     missed = len(cache.missed)
     rendered = render_project(project, environ, as_of, cache)
     manifest = replace(compiling.compile_project(project, rendered, cache, source_columns), as_of=as_of)
+    manifest = bind_manifest(manifest, as_of, cache)  # the cache holds the to-date window as placeholders: its dates now
     cache.save()
-    manifest = bind_manifest(manifest, as_of)  # the cache holds the to-date window as placeholders: its dates now
     build_tree(manifest)  # the tree's own rules (formulas name their formula children) are compile errors
     guards.check_database_name(manifest)
     _write_compiled(manifest, DEFAULT_DIALECT)
