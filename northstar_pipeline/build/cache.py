@@ -57,14 +57,16 @@ class CompileCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._old: dict[str, Any] = {}
+        self._raw: dict[str, Any] = {}  # the file's JSON of each entry: saved again as it is while unchanged
         self._used: dict[str, Any] = {}
         self.missed: list[tuple[str, str]] = []  # (step, node) done afresh: the JSON log's compile event
         self._put = False  # an entry added since the file was read or last written
         if path is not None and path.is_file():
             try:
-                self._old = read_entries(path.read_bytes())
+                self._raw = read_raw_entries(path.read_bytes())
+                self._old = {name: decode(value) for name, value in self._raw.items()}
             except (OSError, ValueError, TypeError, RecursionError):  # damaged or foreign: a cold start
-                self._old = {}
+                self._old, self._raw = {}, {}
         self._on_disk: set[str] = set(self._old)
 
     def get(self, key: str) -> Any | None:
@@ -92,6 +94,9 @@ class CompileCache:
             return  # nowhere to keep a key: every compile is cold, never trusting a file it cannot check
         entries: dict[str, Any] = {}
         for name, value in self._used.items():
+            if name in self._raw and value is self._old.get(name):  # read from the file and not replaced
+                entries[name] = self._raw[name]
+                continue
             try:
                 entries[name] = encode(value)
             except TypeError:
@@ -105,7 +110,12 @@ class CompileCache:
 
 
 def read_entries(data: bytes) -> dict[str, Any]:
-    """The entries of a cache file this machine wrote for these versions, else {}.
+    """The entries of a cache file this machine wrote for these versions, else {}."""
+    return {name: decode(value) for name, value in read_raw_entries(data).items()}
+
+
+def read_raw_entries(data: bytes) -> dict[str, Any]:
+    """The entries (their JSON, not decoded) of a cache file this machine wrote for these versions, else {}.
 
     The header carries an HMAC of the entries under a key kept outside the project (``_machine_key``):
     a cache committed to a pull request, or written on another machine, does not verify and is ignored.
@@ -125,7 +135,7 @@ def read_entries(data: bytes) -> dict[str, Any]:
     entries = json.loads(body)
     if not isinstance(entries, dict):
         raise CacheFormatError("cache entries must be a mapping")
-    return {str(name): decode(value) for name, value in entries.items()}
+    return {str(name): value for name, value in entries.items()}
 
 
 def encode(value: Any) -> Any:
