@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlglot
 from sqlglot import exp
 
 
@@ -54,12 +53,12 @@ def existing_relations(con) -> set[tuple[str, str]]:
 PARTIALS_KEPT = "_ns_partials_kept"  # temp (metric, table_name): the partials a full build kept for its cuts
 
 
-def reading_table(sql: str, placeholder: str, table: str) -> str:
-    """``sql`` (DuckDB) with every reference to the table ``placeholder`` replaced by ``table``."""
+def reading_table(query: exp.Expression, placeholder: str, table: str) -> exp.Expression:
+    """``query`` (copied) with every reference to the table ``placeholder`` replaced by ``table``."""
 
     def swap(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Table) and not node.db and node.name == placeholder:
             return exp.table_(exp.to_identifier(table, quoted=True), alias=node.alias or None)
         return node
 
-    return sqlglot.parse_one(sql, read="duckdb").transform(swap).sql("duckdb")
+    return query.transform(swap)

@@ -55,20 +55,21 @@ def record_coverage(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> None:
 def record_coverage_from(con: duckdb.DuckDBPyConnection, node: CompiledNode, partials: exp.Table, day: str) -> None:
     """The same span from a one-scan build's partials (engines/metric_scan.py): a row per day some row falls on."""
     _reset_coverage(con, node)
-    con.execute(f"INSERT INTO {COVERAGE} " + exp.select(
-        exp.Literal.string(node.name).as_("metric"),
-        exp.cast(exp.Min(this=exp.column(day)), exp.DataType.Type.DATE).as_("first_day"),
-        exp.cast(exp.Max(this=exp.column(day)), exp.DataType.Type.DATE).as_("last_day"),
-    ).from_(partials.copy()).sql("duckdb"))
+    con.execute(f"INSERT INTO {COVERAGE} {_span(node, partials.copy(), exp.column(day)).sql('duckdb')}")
 
 
 def coverage_span(node: CompiledNode) -> exp.Select:
     """SELECT metric, first_day, last_day over the metric's day rendering (an engine may run it elsewhere)."""
+    days = coverage_rows(node.coverage_sql) or sqlglot.parse_one(node.coverage_sql, read="duckdb")
+    return _span(node, days.subquery("c"), exp.column("period_start", "c"))
+
+
+def _span(node: CompiledNode, source: exp.Expression, day: exp.Expression) -> exp.Select:
     return exp.select(
         exp.Literal.string(node.name).as_("metric"),
-        exp.cast(exp.Min(this=exp.column("period_start", "c")), exp.DataType.Type.DATE).as_("first_day"),
-        exp.cast(exp.Max(this=exp.column("period_start", "c")), exp.DataType.Type.DATE).as_("last_day"),
-    ).from_((coverage_rows(node.coverage_sql) or sqlglot.parse_one(node.coverage_sql, read="duckdb")).subquery("c"))
+        exp.cast(exp.Min(this=day.copy()), exp.DataType.Type.DATE).as_("first_day"),
+        exp.cast(exp.Max(this=day.copy()), exp.DataType.Type.DATE).as_("last_day"),
+    ).from_(source)
 
 
 def store_coverage(con: duckdb.DuckDBPyConnection, node: CompiledNode, first_day: date | None,

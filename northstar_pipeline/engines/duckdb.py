@@ -198,9 +198,8 @@ def _create_metric(con: duckdb.DuckDBPyConnection, node: CompiledNode, relation:
         _create_relation(con, node, relation, "TABLE")
         record_coverage(con, node)
         return
-    partials = create_partials(con, node.name, scan.partials.sql("duckdb"))
-    _create_relation(con, node, relation, "TABLE", sqlglot.parse_one(
-        reading_table(scan.rollup.sql("duckdb"), METRIC_PARTIALS, partials.name), read="duckdb"))
+    partials = create_partials(con, node.name, scan.partials)
+    _create_relation(con, node, relation, "TABLE", reading_table(scan.rollup, METRIC_PARTIALS, partials.name))
     if scan.day_key:
         record_coverage_from(con, node, partials, scan.day_key)
     else:

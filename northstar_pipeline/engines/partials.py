@@ -9,7 +9,6 @@ them, and a metric built incrementally keeps none, so its cuts read the rows of 
 from __future__ import annotations
 
 import duckdb
-import sqlglot
 from sqlglot import exp
 
 from northstar_pipeline.sql import PARTIALS_KEPT
@@ -17,10 +16,10 @@ from northstar_pipeline.sql import PARTIALS_KEPT
 MAX_KEPT_PARTIALS = 1_000_000  # rows of one metric's partials kept for its segment cuts (a few per day and segment)
 
 
-def create_partials(con: duckdb.DuckDBPyConnection, metric: str, sql: str) -> exp.Table:
-    """CREATE TEMP TABLE <the metric's partials> AS sql; returns the table."""
+def create_partials(con: duckdb.DuckDBPyConnection, metric: str, query: exp.Expression) -> exp.Table:
+    """CREATE TEMP TABLE <the metric's partials> AS query; returns the table."""
     table = exp.table_(exp.to_identifier(f"_ns_partials__{metric}", quoted=True))
-    con.execute(exp.Create(kind="TABLE", replace=True, this=table, expression=sqlglot.parse_one(sql, read="duckdb"),
+    con.execute(exp.Create(kind="TABLE", replace=True, this=table, expression=query,
                            properties=exp.Properties(expressions=[exp.TemporaryProperty()])).sql("duckdb"))
     return table
 

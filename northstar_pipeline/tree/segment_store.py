@@ -183,13 +183,15 @@ def _cuts(con: duckdb.DuckDBPyConnection, metric: TreeMetric, queries: list[Segm
     return [_stored(metric.name, _bind(plan.since_sql, starts, as_of))]
 
 
-def _full_cut(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> tuple[str, bool]:
+def _full_cut(con: duckdb.DuckDBPyConnection, node: CompiledNode) -> tuple[str | exp.Expression, bool]:
     """The metric's whole one-scan cut: from the partials its full build kept this run (engines/partials.py)
     when it kept them, else from its rows."""
     plan = node.segment_cut
     assert plan is not None
     table = _kept(con, node.name)
-    return (plan.sql, False) if table is None else (reading_table(plan.partials_sql, METRIC_PARTIALS, table), True)
+    if table is None:
+        return plan.sql, False
+    return reading_table(sqlglot.parse_one(plan.partials_sql, read="duckdb"), METRIC_PARTIALS, table), True
 
 
 def _drop_kept(con: duckdb.DuckDBPyConnection) -> None:
