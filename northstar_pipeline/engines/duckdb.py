@@ -23,6 +23,7 @@ from northstar_pipeline.engines.incremental import build_incremental
 from northstar_pipeline.engines.incremental_metrics import MetricBuild, build_metric
 from northstar_pipeline.engines.metric_scan import metric_scan
 from northstar_pipeline.engines.partials import create_partials, release_partials
+from northstar_pipeline.engines.stored_partials import keep_partials
 from northstar_pipeline.errors import ExecutionError, LockedError, ProjectError
 from northstar_pipeline.project.connection import connect_confined
 from northstar_pipeline.sql import reading_table
@@ -204,6 +205,7 @@ def _create_metric(con: duckdb.DuckDBPyConnection, node: CompiledNode, relation:
         record_coverage_from(con, node, partials, scan.day_key)
     else:
         record_coverage(con, node)
+    keep_partials(con, node.name, scan, partials)  # for the nights (engines/stored_partials.py)
     release_partials(con, node.name, partials, for_cuts=bool(scan.dimensions))
 
 

@@ -19,6 +19,8 @@ added to each period-calling SELECT's WHERE (C_g is a period start, so x >= C_g 
 and DuckDB's zone maps skip the older row groups). No delta row: nothing is recomputed for g. The
 to-date rows depend on the as-of: they are always recomputed (filtered to their span), so a new
 as-of is covered. The coverage span (engines/coverage.py) follows the same rule at the day grain.
+A metric built in one scan whose partials are kept (engines/stored_partials.py) recomputes the same
+rows from them instead: only the days from the day grain's C and the to-date spans' last days are read.
 
 Anything not provable rebuilds the table in full, and says why: a changed definition (fingerprint),
 --full-refresh, an input with an unknown delta (rebuilt in full, a non-row-local view), stored rows
@@ -36,9 +38,11 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from northstar_pipeline.engines.coverage import COVERAGE, record_coverage
+from northstar_pipeline.engines.coverage import COVERAGE, record_coverage, record_coverage_from
 from northstar_pipeline.engines.delta import RunDeltas, record_version, stored_version, volatile
-from northstar_pipeline.engines.metric_scan import part_shape, union_parts
+from northstar_pipeline.engines.metric_scan import DAY, metric_scan, part_shape, union_parts
+from northstar_pipeline.engines.partials import release_partials
+from northstar_pipeline.engines.stored_partials import forget_if_grown, kept_state, night_partials, night_rows
 from northstar_pipeline.sql import union_all
 from northstar_pipeline.types import CompiledNode
 
@@ -251,21 +255,37 @@ def build_metric(con: duckdb.DuckDBPyConnection, node: CompiledNode, fingerprint
         _record(con, node, fingerprint, deltas)
         return MetricBuild("full", {g: None for g in grains}, plan)
     cuts, coverage_cut = plan
+    scan = metric_scan(node)
+    kept = kept_state(con, node.name, scan) if scan is not None else False
+    if isinstance(kept, str):  # its partials should be kept and are not: the full build keeps them
+        full()
+        _record(con, node, fingerprint, deltas)
+        return MetricBuild("full", {g: None for g in grains}, kept)
     table = exp.table_(node.name, db=node.schema, quoted=True)
     con.execute(exp.delete(table.copy(), where=exp.column("is_to_date")).sql("duckdb"))
-    inserts = []
+    inserts = []  # the union's parts over the recomputed periods (when the partials are not kept)
     for part, grain, to_date, inner in parts:
-        if to_date:
+        if to_date and not kept:
             inserts.append(_filtered(part, grain, True, None))
-        elif cuts.get(grain) is not None:
+        elif not to_date and cuts.get(grain) is not None:
             start = _date(cuts[grain])
             con.execute(exp.delete(table.copy(), where=exp.and_(
                 exp.column("grain").eq(exp.Literal.string(grain)), exp.column("is_to_date").not_(),
                 exp.GTE(this=exp.column("period_start"), expression=start))).sql("duckdb"))
-            inserts.append(_filtered(part, grain, False, cuts[grain]))
-    if inserts:
-        con.execute(f"INSERT INTO {table.sql('duckdb')} BY NAME {union_all(inserts).sql('duckdb')}")
-    _update_coverage(con, node, coverage_cut)
+            if not kept:
+                inserts.append(_filtered(part, grain, False, cuts[grain]))
+    if kept:  # the changed days' rows and the to-date spans' boundary days only (engines/stored_partials.py)
+        assert scan is not None
+        partials = night_partials(con, node.name, scan, coverage_cut)
+        rows = night_rows(scan, partials, {g: cuts.get(g) for g in grains})
+        con.execute(f"INSERT INTO {table.sql('duckdb')} BY NAME {rows.sql('duckdb')}")
+        record_coverage_from(con, node, partials, DAY)
+        forget_if_grown(con, node.name)
+        release_partials(con, node.name, partials, for_cuts=bool(scan.dimensions))  # the night's cuts read them
+    else:
+        if inserts:
+            con.execute(f"INSERT INTO {table.sql('duckdb')} BY NAME {union_all(inserts).sql('duckdb')}")
+        _update_coverage(con, node, coverage_cut)
     _record(con, node, fingerprint, deltas)
     return MetricBuild("incremental", {g: cuts[g].isoformat() for g in grains if cuts.get(g) is not None})
 

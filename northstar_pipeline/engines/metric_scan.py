@@ -9,9 +9,8 @@ recombine from partial ones (engines/partial_aggregates.py), the rows are aggreg
 of partials (a few rows per day and value), rolled up to each rendering with GROUPING SETS, and the
 coverage is the min and max day of the partials (the day rendering has a row for exactly the days
 some row falls on, after the WHERE). The segment step of the same build cuts the kept partials
-instead of the rows (tree/segment_store.py, SegmentCut.partials_sql). A night keeps recomputing its
-periods with the union's filtered renderings (engines/incremental_metrics.py): one scan of the
-night's periods and to-date spans was measured no faster (BENCHMARKS.md, "One scan per metric").
+instead of the rows (tree/segment_store.py, SegmentCut.partials_sql). The partials are kept between
+builds (engines/stored_partials.py): a night brings them up to date from the days its delta touches.
 
 Counts are summed as integers and the value is recomputed from the recombined aggregates, so a ratio
 is never averaged; a SUM of floating-point values may differ from the union's in its last bits. The

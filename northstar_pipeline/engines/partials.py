@@ -3,7 +3,9 @@
 The segment step of the same build cuts them instead of the rows (tree/segment_store.py) when they
 hold the segment values and stay small; ``PARTIALS_KEPT`` says which metric's partials were kept, and
 only its latest build's: a metric built again this run (the as-of settled: build/pipeline.py) replaces
-them, and a metric built incrementally keeps none, so its cuts read the rows of its periods.
+them. A night of a metric whose partials are kept between builds (engines/stored_partials.py) leaves the
+same table, made from them; any other incremental metric keeps none, so its cuts read the rows of its
+periods.
 """
 
 from __future__ import annotations
