@@ -162,3 +162,22 @@ def test_partials_too_many_to_keep_take_the_unions_night_path(tmp_path: Path, wa
     assert event["from_partials"] == []  # the cuts read the rows of their periods
     assert all(results[m].mode == "incremental" for m in KEPT)
     assert_equal_to_full_refresh(nightly, full, "the night")
+
+
+def test_nights_at_a_quarter_grain_equal_a_full_refresh(tmp_path: Path, warehouse) -> None:
+    """A coarser grain: its to-date span ends inside a day too, and a night re-scans the same days."""
+    lake = copy_lake(warehouse, tmp_path / "warehouse")
+    projects = [copy_demo_project(tmp_path / name, lake / "events") for name in ("nightly", "full")]
+    for project in projects:
+        profiles = project / "profiles.yml"
+        assert "grains: [week, month]" in profiles.read_text()
+        profiles.write_text(profiles.read_text().replace("grains: [week, month]", "grains: [week, month, quarter]"))
+    nightly, full = projects
+    api.build(api.load(nightly))
+    assert kept(nightly) == dict.fromkeys(KEPT, True)
+    for n in range(2):
+        append_day(lake, warehouse.last_day + datetime.timedelta(days=n + 1))
+        event, results = night(nightly)
+        assert {m: results[m].mode for m in KEPT} == dict.fromkeys(KEPT, "incremental")
+        assert {"week", "month", "quarter"} <= set(results["on_time_orders"].recomputed_from)
+        assert_equal_to_full_refresh(nightly, full, f"night {n + 1}")
