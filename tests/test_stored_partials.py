@@ -181,3 +181,32 @@ def test_nights_at_a_quarter_grain_equal_a_full_refresh(tmp_path: Path, warehous
         assert {m: results[m].mode for m in KEPT} == dict.fromkeys(KEPT, "incremental")
         assert {"week", "month", "quarter"} <= set(results["on_time_orders"].recomputed_from)
         assert_equal_to_full_refresh(nightly, full, f"night {n + 1}")
+
+
+def kept_tables(project: Path) -> set[str]:
+    con = database(project)
+    try:
+        return {t for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                                          "'_northstar' AND table_name LIKE 'partials\\_\\_%' ESCAPE '\\'").fetchall()}
+    finally:
+        con.close()
+
+
+def test_kept_partials_go_with_their_metric_or_its_one_scan(demo_project: Path) -> None:
+    extra = demo_project / "metrics" / "basket_items.sql"
+    extra.write_text((demo_project / "metrics" / "items_per_order.sql").read_text()
+                     .replace("label='Items per order'", "label='Basket items'"))
+    api.build(api.load(demo_project))
+    assert "partials__basket_items" in kept_tables(demo_project) and kept(demo_project)["basket_items"]
+    # a distinct count does not recombine: built from its union, its kept partials would never be read again
+    extra.write_text(extra.read_text().replace("count(*) as denominator", "count(distinct user_id) as denominator"))
+    api.build(api.load(demo_project))
+    assert "partials__basket_items" not in kept_tables(demo_project) and "basket_items" not in kept(demo_project)
+    extra.write_text((demo_project / "metrics" / "items_per_order.sql").read_text()
+                     .replace("label='Items per order'", "label='Basket items'"))
+    api.build(api.load(demo_project))
+    assert "partials__basket_items" in kept_tables(demo_project)
+    extra.unlink()  # removed from the project: dropped with its table (build/orphans.py)
+    api.build(api.load(demo_project))
+    assert "partials__basket_items" not in kept_tables(demo_project) and "basket_items" not in kept(demo_project)
+    assert kept_tables(demo_project) == {f"partials__{m}" for m in KEPT}

@@ -3,7 +3,8 @@
 A build drops them in its own transaction, so a rollback keeps them; with ``keep`` they are
 listed and left. What northstar built is recorded in ``_northstar.relations``, so a node whose
 whole schema went (a custom schema, an input level that is now empty) is still found. Sources
-(views over Parquet), the scorecard, northstar's own bookkeeping and ``main`` are never touched.
+(views over Parquet), the scorecard, northstar's own bookkeeping and ``main`` are never touched, except
+the partials kept for a removed metric's nights (engines/stored_partials.py), dropped with it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import duckdb
 from sqlglot import exp
 
+from northstar_pipeline.engines.stored_partials import drop_kept, kept_metrics
 from northstar_pipeline.sql import insert_rows
 from northstar_pipeline.types import Manifest
 
@@ -31,6 +33,7 @@ def clean_orphans(con: duckdb.DuckDBPyConnection, manifest: Manifest, keep: bool
         for schema, name, kind in orphans:
             con.execute(exp.Drop(kind="VIEW" if kind == "VIEW" else "TABLE", exists=True,
                                  tables=[exp.table_(name, db=schema, quoted=True)]).sql("duckdb"))
+        drop_kept(con, kept_metrics(con) - {node.name for node in manifest.nodes})  # their nights' partials
     _record(con, current | ({(s, t) for s, t, _ in orphans} if keep else set()))
     return tuple(f"{schema}.{name}" for schema, name, _ in orphans)
 

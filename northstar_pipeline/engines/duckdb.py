@@ -23,7 +23,7 @@ from northstar_pipeline.engines.incremental import build_incremental
 from northstar_pipeline.engines.incremental_metrics import MetricBuild, build_metric
 from northstar_pipeline.engines.metric_scan import metric_scan
 from northstar_pipeline.engines.partials import create_partials, release_partials
-from northstar_pipeline.engines.stored_partials import keep_partials
+from northstar_pipeline.engines.stored_partials import drop_kept, keep_partials
 from northstar_pipeline.errors import ExecutionError, LockedError, ProjectError
 from northstar_pipeline.project.connection import connect_confined
 from northstar_pipeline.sql import reading_table
@@ -198,6 +198,7 @@ def _create_metric(con: duckdb.DuckDBPyConnection, node: CompiledNode, relation:
     if scan is None:
         _create_relation(con, node, relation, "TABLE")
         record_coverage(con, node)
+        drop_kept(con, {node.name})  # kept when it was built in one scan: not read again
         return
     partials = create_partials(con, node.name, scan.partials)
     _create_relation(con, node, relation, "TABLE", reading_table(scan.rollup, METRIC_PARTIALS, partials.name))

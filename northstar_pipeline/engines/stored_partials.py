@@ -158,6 +158,22 @@ def forget_if_grown(con: duckdb.DuckDBPyConnection, metric: str) -> None:
         con.execute(f"UPDATE {STATE} SET kept = false WHERE metric = ?", [metric])
 
 
+def drop_kept(con: duckdb.DuckDBPyConnection, metrics: set[str]) -> None:
+    """Forget the kept partials of these metrics (removed from the project, or no longer built in one scan)."""
+    if not metrics:
+        return
+    _ensure(con)
+    for metric in sorted(metrics):
+        con.execute(exp.Drop(kind="TABLE", exists=True, tables=[stored_table(metric)]).sql("duckdb"))
+    con.execute(f"DELETE FROM {STATE} WHERE list_contains($metrics, metric)", {"metrics": sorted(metrics)})
+
+
+def kept_metrics(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The metrics with kept partials recorded (kept or not)."""
+    _ensure(con)
+    return {m for (m,) in con.execute(f"SELECT metric FROM {STATE}").fetchall()}
+
+
 def _night_shape(scan: MetricScan) -> tuple[exp.Expression, list[_ToDate]] | None:
     """(the column the day truncates, each to-date span), when every period is a function of the day or such
     a span over the same column; else None."""
