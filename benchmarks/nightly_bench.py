@@ -1,7 +1,7 @@
 """What one night costs: the nightly build after one appended day, against the hand-written full run.
 
     python benchmarks/nightly_bench.py --events 10000000 [--seed 42] [--memory-limit 4GB] [--work benchmarks/work]
-                                       [--night-share 0.1]
+                                       [--night-share 0.1] [--grains 'week, month, quarter']
 
 Builds a history of N events in full (the demo project on a copy of the warehouse), lands one more day with
 `northstar demo-data --append-day`, then times the nightly `northstar build` and the hand-written script's
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copytree(data, lake / "events")
     if (data.parent / "payments").is_dir():  # the revenue source, beside the events (demo data v3)
         shutil.copytree(data.parent / "payments", lake / "payments")
-    nightly, full = _project(root / "nightly", lake / "events"), _project(root / "full", lake / "events")
+    nightly, full = (_project(root / name, lake / "events", args.grains) for name in ("nightly", "full"))
     env = {**os.environ, "NORTHSTAR_MEMORY_LIMIT": args.memory_limit}
     history = _timed(_northstar("build", "--project-dir", str(nightly)), env, "history (full build)")
     day = _last_day(lake / "events") + datetime.timedelta(days=1)
@@ -133,7 +133,7 @@ def compare(nightly: Path, full: Path) -> list[str]:
     return differ
 
 
-def _project(dest: Path, events: Path) -> Path:
+def _project(dest: Path, events: Path, grains: str | None = None) -> Path:
     dest.mkdir(parents=True)
     for part in PARTS:
         if (REPO / part).is_dir():
@@ -141,7 +141,11 @@ def _project(dest: Path, events: Path) -> Path:
         elif (REPO / part).is_file():
             shutil.copy(REPO / part, dest / part)
     profiles = dest / "profiles.yml"
-    profiles.write_text(profiles.read_text().replace("events_path: data/warehouse/events", f"events_path: {events}"))
+    text = profiles.read_text().replace("events_path: data/warehouse/events", f"events_path: {events}")
+    if grains:
+        assert "grains: [week, month]" in text, "the demo's grains line moved: update --grains"
+        text = text.replace("grains: [week, month]", f"grains: [{grains}]")
+    profiles.write_text(text)
     return dest
 
 
@@ -180,6 +184,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--night-share", type=float, default=1.0,
                         help="the night replays this share of the users (0.1 at 100M: the 10M history's night)")
     parser.add_argument("--work", type=Path, default=HERE / "work", help="data and project copies")
+    parser.add_argument("--grains", default=None,
+                        help="the project's grains instead of the demo's, e.g. 'week, month, quarter' (the "
+                             "hand-written script still computes weeks and months)")
     return parser.parse_args(argv)
 
 
