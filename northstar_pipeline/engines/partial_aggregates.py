@@ -132,13 +132,21 @@ def period_rows(period: exp.Expression, since: exp.Expression | None) -> tuple[e
                 and isinstance(period.this.this, exp.Column):
             return period.this.this, since
         return None
+    bounds = to_date_bounds(period)
+    return (bounds[0], bounds[1]) if bounds is not None else None
+
+
+def to_date_bounds(period: exp.Expression) -> tuple[exp.Expression, exp.Expression, exp.Expression,
+                                                    exp.Expression] | None:
+    """(column, start, inclusive end, the period) of a to-date rendering's
+    ``CASE WHEN col >= start AND col <= end THEN period END``, or None for another expression."""
     ifs = period.args.get("ifs") if isinstance(period, exp.Case) else None
     if not ifs or len(ifs) != 1 or period.args.get("default") is not None:
         return None
     inside = ifs[0].this
     if isinstance(inside, exp.And) and isinstance(inside.this, exp.GTE) and isinstance(inside.expression, exp.LTE) \
             and isinstance(inside.this.this, exp.Column) and inside.this.this == inside.expression.this:
-        return inside.this.this, inside.this.expression
+        return inside.this.this, inside.this.expression, inside.expression.expression, ifs[0].args["true"]
     return None
 
 

@@ -33,6 +33,7 @@ import duckdb
 from sqlglot import exp
 
 from northstar_pipeline.engines.metric_scan import DAY, MetricScan
+from northstar_pipeline.engines.partial_aggregates import to_date_bounds
 from northstar_pipeline.engines import partials as kept_for_cuts
 from northstar_pipeline.engines.partials import create_partials
 from northstar_pipeline.sql import reading_table, union_all
@@ -190,18 +191,13 @@ def _night_shape(scan: MetricScan) -> tuple[exp.Expression, list[_ToDate]] | Non
             if _truncated(period, _COARSER_THAN_A_DAY) != column:
                 return None
             continue
-        ifs = period.args.get("ifs") if isinstance(period, exp.Case) else None
-        if not ifs or len(ifs) != 1 or period.args.get("default") is not None:
+        bounds = to_date_bounds(period) if period is not None else None
+        if bounds is None or bounds[0] != column:
             return None
-        inside = ifs[0].this
-        if not (isinstance(inside, exp.And) and isinstance(inside.this, exp.GTE)
-                and isinstance(inside.expression, exp.LTE)
-                and inside.this.this == column and inside.expression.this == column):
-            return None
-        start, end = _instant(inside.this.expression), _instant(inside.expression.expression)
+        start, end = _instant(bounds[1]), _instant(bounds[2])
         if start is None or end is None:
             return None
-        spans.append(_ToDate(name, start, end, ifs[0].args["true"]))
+        spans.append(_ToDate(name, start, end, bounds[3]))
     return column, spans
 
 
